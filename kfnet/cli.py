@@ -1,0 +1,54 @@
+"""Shared command-line plumbing: original flag spellings, config lookup, one-line errors."""
+
+import argparse
+import os
+import sys
+
+from kfnet.errors import InputError
+
+
+def add_folder_flag(parser, name, help, required=False):
+    """Adds --name plus the original project's spelling without underscores (--inputfolder)."""
+    flags = ["--" + name]
+    alias = "--" + name.replace("_", "")
+    if alias != flags[0]:
+        flags.append(alias)
+    parser.add_argument(*flags, dest=name, required=required, help=help)
+
+
+def add_config_flags(parser, scene_required=False):
+    """--scene NAME (a file configs/**/NAME.yaml) or --config FILE.yaml."""
+    group = parser.add_mutually_exclusive_group(required=scene_required)
+    group.add_argument("--scene", help="scene settings by name, looked up in configs/ "
+                       "(e.g. chess, fire, synthetic)")
+    group.add_argument("--config", help="scene settings from this YAML file")
+
+
+def parse_size(text):
+    """'160x120' → (width, height)."""
+    try:
+        w, h = text.lower().split("x")
+        w, h = int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got '{text}'") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
+    return w, h
+
+
+def run(main, argv=None):
+    """Runs main(argv); input errors become one line on stderr and exit code 2."""
+    try:
+        code = main(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def quiet_tensorflow():
+    """Hides TensorFlow's C++ start-up chatter (e.g. 'failed call to cuInit' on CPU machines)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

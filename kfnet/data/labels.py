@@ -1,0 +1,93 @@
+"""Label files (SPEC §2): float32 x, y, z, valid per cell, raw `tofile` bytes or `.npy`.
+
+A raw label is either at map resolution (h×w×4) or at full image resolution (H×W×4, of which
+the cell-centre pixels (8j+4, 8i+4) are used); the byte size tells which. The `LabelLayout`
+found for a file lets the tf.data pipeline decode it in graph code.
+"""
+
+import ast
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from kfnet.errors import InputError
+from kfnet.geometry import CELL
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """Where the float32 data starts in the file and the stored grid (rows, cols, stride)."""
+
+    offset: int
+    rows: int
+    cols: int
+    stride: int  # 1 at map resolution, CELL at full resolution
+
+
+def _npy_header(path):
+    """(data offset, shape, dtype descr, fortran order) of an .npy file, read without pickles."""
+    with open(path, "rb") as f:
+        magic = f.read(8)
+        if magic[:6] != NPY_MAGIC:
+            raise InputError(f"label {path} is not an .npy file")
+        major = magic[6]
+        size_bytes = 2 if major == 1 else 4
+        header_len = int.from_bytes(f.read(size_bytes), "little")
+        header = f.read(header_len).decode("latin1")
+    try:
+        meta = ast.literal_eval(header)
+    except (ValueError, SyntaxError):
+        raise InputError(f"label {path} has an unreadable .npy header") from None
+    return 8 + size_bytes + header_len, tuple(meta["shape"]), meta["descr"], meta["fortran_order"]
+
+
+def label_layout(path, image_hw):
+    """Layout of a label file for images of size image_hw = (H, W); errors name the file."""
+    height, width = image_hw
+    h, w = height // CELL, width // CELL
+    if not os.path.isfile(path):
+        raise InputError(f"label file not found: {path}")
+    if str(path).endswith(".npy"):
+        offset, shape, descr, fortran = _npy_header(path)
+        if descr not in ("<f4", "=f4", "|f4") or fortran:
+            raise InputError(f"label {path} must be C-ordered little-endian float32, got {descr}")
+        if shape == (h, w, 4):
+            return LabelLayout(offset, h, w, 1)
+        if shape == (height, width, 4):
+            return LabelLayout(offset, height, width, CELL)
+        raise InputError(f"label {path} has shape {shape}, expected ({h}, {w}, 4) or "
+                         f"({height}, {width}, 4) for {width}x{height} images")
+    size = os.path.getsize(path)
+    if size == h * w * 4 * 4:
+        return LabelLayout(0, h, w, 1)
+    if size == height * width * 4 * 4:
+        return LabelLayout(0, height, width, CELL)
+    raise InputError(f"label {path} has {size} bytes, expected {h * w * 16} ({h}x{w}x4 float32) "
+                     f"or {height * width * 16} ({height}x{width}x4) for {width}x{height} images")
+
+
+def read_label(path, image_hw, layout=None):
+    """[h, w, 4] float32 label at map resolution (world frame, as stored)."""
+    layout = layout or label_layout(path, image_hw)
+    data = np.fromfile(path, dtype="<f4", offset=layout.offset)
+    grid = data.reshape(layout.rows, layout.cols, 4)
+    if layout.stride > 1:
+        grid = grid[CELL // 2::CELL, CELL // 2::CELL]
+    return np.ascontiguousarray(grid, dtype=np.float32)
+
+
+def write_label(path, label_hw4):
+    """Writes a label as raw little-endian float32 (`.npy` when the path ends so)."""
+    label = np.ascontiguousarray(label_hw4, dtype="<f4")
+    if label.ndim != 3 or label.shape[2] != 4:
+        raise ValueError(f"label must be [h, w, 4], got {label.shape}")
+    tmp = f"{path}.tmp"
+    if str(path).endswith(".npy"):
+        with open(tmp, "wb") as f:
+            np.save(f, label)
+    else:
+        label.tofile(tmp)
+    os.replace(tmp, path)
