@@ -6,6 +6,8 @@ import sys
 
 from kfnet.errors import InputError
 
+STRATEGIES = ("default", "mirrored", "multiworker")
+
 
 def add_folder_flag(parser, name, help, required=False):
     """Adds --name plus the original project's spelling without underscores (--inputfolder)."""
@@ -50,5 +52,24 @@ def run(main, argv=None):
 
 
 def quiet_tensorflow():
-    """Hides TensorFlow's C++ start-up chatter (e.g. 'failed call to cuInit' on CPU machines)."""
+    """Imports TensorFlow without its C++ start-up chatter (oneDNN, CUDA-stub and cuInit lines).
+
+    TF 2.21 prints some of these before its log level applies, so stderr is pointed at
+    /dev/null while importing; KFNET_TF_VERBOSE=1 keeps everything.
+    """
+    if os.environ.get("KFNET_TF_VERBOSE"):
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # triggers the cuInit message now, while muted
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -23,3 +23,29 @@ def transform_coords(matrix_44, coords_bhw3):
     """Applies a 4×4 transform to a [..., 3] tensor of scene coordinates (TF)."""
     m = tf.cast(matrix_44, coords_bhw3.dtype)
     return tf.linalg.matvec(m[:3, :3], coords_bhw3) + m[:3, 3]
+
+
+def bilinear_sample(image_bhwc, xy_bhw2):
+    """[B, h', w', C] values of `image` at map positions xy (x = column, y = row), zero off the map.
+
+    Cell centres sit at integer positions, so the map covers [-0.5, w - 0.5] × [-0.5, h - 0.5]
+    in the sense that a sample at x = -0.5 mixes the first column half-and-half with zero
+    padding. Differentiable w.r.t. both the image and xy (through the bilinear weights).
+    """
+    image = tf.convert_to_tensor(image_bhwc)
+    xy = tf.cast(xy_bhw2, image.dtype)
+    height, width = tf.shape(image)[1], tf.shape(image)[2]
+    x, y = xy[..., 0], xy[..., 1]
+    x0, y0 = tf.floor(x), tf.floor(y)
+    fx, fy = x - x0, y - y0
+    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
+    result = 0.0
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            on_map = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+            # Clamp so the gather stays legal; the on_map factor zeroes the clamped reads.
+            index = tf.stack([tf.clip_by_value(yi, 0, height - 1), tf.clip_by_value(xi, 0, width - 1)], axis=-1)
+            weight = wx * wy * tf.cast(on_map, image.dtype)
+            result += weight[..., None] * tf.gather_nd(image, index, batch_dims=1)
+    return result

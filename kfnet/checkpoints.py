@@ -1,0 +1,122 @@
+"""Finding and loading weights: this project's checkpoints and the original TF1 release.
+
+A model folder written by this project holds `ckpt-N.index/.data` (tf.train.Checkpoint with
+one keyword per network: `scoordnet`, `oflownet`, plus `optimizer`) and `model.json` with the
+stage and network widths. A folder of the original release holds `model.ckpt-N.index/.data`
+with TF1 variable names (`ScoreNet/...`, `Temporal/...`); those are imported by name.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import tensorflow as tf
+
+from kfnet.errors import InputError
+
+MODEL_INFO = "model.json"
+
+
+def write_model_info(folder, stage, widths):
+    """Records what a model folder holds so that test scripts can rebuild the networks."""
+    path = Path(folder) / MODEL_INFO
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"stage": stage, "widths": widths}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_model_info(folder):
+    """{'stage', 'widths'} of a model folder, or None (e.g. an original TF1 release)."""
+    path = Path(folder) / MODEL_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        return {"stage": info["stage"], "widths": dict(info["widths"])}
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{path} is not a valid model description") from None
+
+
+def latest_tf1_checkpoint(folder):
+    """Prefix of the newest `model.ckpt-N` in a folder, or None."""
+    best, prefix = -1, None
+    for index in Path(folder).glob("model.ckpt-*.index"):
+        m = re.fullmatch(r"model\.ckpt-(\d+)\.index", index.name)
+        if m and int(m.group(1)) > best:
+            best, prefix = int(m.group(1)), str(index)[: -len(".index")]
+    return prefix
+
+
+def find_checkpoint(folder, flag="--model_folder"):
+    """('tf2', path) or ('tf1', prefix) of the newest weights in a model folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"model folder not found: {folder} ({flag})")
+    latest = tf.train.latest_checkpoint(str(folder))
+    if latest:
+        return "tf2", latest
+    prefix = latest_tf1_checkpoint(folder)
+    if prefix:
+        return "tf1", prefix
+    raise InputError(f"no checkpoint in {folder} ({flag}): expected ckpt-N or model.ckpt-N files")
+
+
+def import_tf1(prefix, name_to_variable):
+    """Assigns TF1 checkpoint tensors to variables by original name; all must be present."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise InputError(f"cannot read TF1 checkpoint {prefix}: {str(e).splitlines()[0]}") from None
+    shapes = reader.get_variable_to_shape_map()
+    for name, var in name_to_variable.items():
+        if name not in shapes:
+            raise InputError(f"TF1 checkpoint {prefix} has no variable {name}")
+        if tuple(shapes[name]) != tuple(var.shape):
+            raise InputError(f"TF1 checkpoint {prefix}: {name} has shape {tuple(shapes[name])}, "
+                             f"the network expects {tuple(var.shape)} (wrong width?)")
+        var.assign(reader.get_tensor(name))
+
+
+def checkpoint_children(path):
+    """Names of the top-level objects in a tf.train.Checkpoint (e.g. scoordnet, optimizer)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
+
+
+def load_networks(folder, nets, flag="--model_folder"):
+    """Loads weights for built networks {'scoordnet': net, 'oflownet': net} from a model folder.
+
+    Returns ('tf2' | 'tf1', path). Every requested network must be in the checkpoint.
+    """
+    kind, path = find_checkpoint(folder, flag)
+    if kind == "tf1":
+        mapping = {}
+        for net in nets.values():
+            mapping.update(net.tf1_variables())
+        import_tf1(path, mapping)
+        return kind, path
+    held = checkpoint_children(path)
+    for name in nets:
+        if name not in held:
+            raise InputError(f"checkpoint {path} ({flag}) holds no '{name}' network "
+                             f"(it holds: {', '.join(sorted(held))})")
+    try:
+        tf.train.Checkpoint(**nets).restore(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise InputError(f"checkpoint {path} ({flag}) does not fit the network: "
+                         f"{str(e).splitlines()[0]}") from None
+    return kind, path
+
+
+def network_widths(folder, stage_cfgs):
+    """Widths to build networks for a model folder: its model.json, else 1.0 for TF1 releases."""
+    info = read_model_info(folder)
+    if info is not None:
+        return info["widths"]
+    kind, _ = find_checkpoint(folder)
+    if kind == "tf1":
+        return {name: 1.0 for name in stage_cfgs}
+    return {name: float(cfg.get("width", 1.0)) for name, cfg in stage_cfgs.items()}

@@ -1,0 +1,113 @@
+"""Training augmentation of SPEC §5.1: brightness/contrast, then one geometric change.
+
+Every random draw is stateless, from a seed pair handed in by the pipeline, so a run and a
+resumed run see the same augmented stream. The geometric change is a 3×3 matrix mapping
+output pixel coordinates to input pixel coordinates (pixel centres at integers); images are
+resampled bilinearly, labels by nearest cell, and cells mapped from outside become invalid.
+"""
+
+import math
+
+import tensorflow as tf
+
+from kfnet.geometry import CELL
+
+P_TRANSLATE = 0.10  # then 45 % zoom-in crop, 45 % shrink, both after a rotation
+P_ZOOM = 0.45
+MAX_ROTATION_DEG = 30.0
+MAX_TRANSLATION = 0.10  # of the image side
+
+
+def _uniform(seed, lo, hi, shape=()):
+    return tf.random.stateless_uniform(shape, seed=seed, minval=lo, maxval=hi)
+
+
+def photometric(image_hw3, seed):
+    """Brightness ±20 and contrast ×[0.8, 1.2] about the image mean; stays in [0, 255]."""
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    delta = _uniform(s1, -20.0, 20.0)
+    factor = _uniform(s2, 0.8, 1.2)
+    mean = tf.reduce_mean(image_hw3, axis=[-3, -2], keepdims=True)
+    return tf.clip_by_value((image_hw3 + delta - mean) * factor + mean, 0.0, 255.0)
+
+
+def _about_centre(linear_22, offset_2, centre_2):
+    """3×3 matrix of p ↦ c + A (p − c) + o."""
+    a = linear_22
+    t = centre_2 - tf.linalg.matvec(a, centre_2) + offset_2
+    top = tf.concat([a, t[:, None]], axis=1)
+    return tf.concat([top, tf.constant([[0.0, 0.0, 1.0]])], axis=0)
+
+
+def random_geometry(seed, image_hw):
+    """[3, 3] output-pixel → input-pixel map of one random geometric change (SPEC §5.1)."""
+    height, width = float(image_hw[0]), float(image_hw[1])
+    size = tf.constant([width, height])
+    centre = (size - 1.0) / 2.0
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    choice = _uniform(seeds[0], 0.0, 1.0)
+
+    angle = _uniform(seeds[1], -MAX_ROTATION_DEG, MAX_ROTATION_DEG) * (math.pi / 180.0)
+    c, s = tf.cos(angle), tf.sin(angle)
+    # Inverse rotation: the output shows the input rotated by +angle.
+    unrotate = tf.stack([tf.stack([c, s]), tf.stack([-s, c])])
+
+    # Translation crop: the view shifts by up to 10 % of each side.
+    shift = _uniform(seeds[2], -MAX_TRANSLATION, MAX_TRANSLATION, [2]) * size
+    translate = _about_centre(tf.eye(2), shift, centre)
+
+    # Zoom-in crop: box corner in U(0, 0.2)², side in [0.8, 1 − max corner] (fractions of the
+    # image), resized to the full image, from the rotated image.
+    corner = _uniform(seeds[3], 0.0, 0.2, [2])
+    side = _uniform(seeds[4], 0.8, 1.0 - tf.reduce_max(corner))
+    crop_offset = corner * size + side * centre - centre  # where the output centre lands
+    zoom = _about_centre(unrotate * side, tf.linalg.matvec(unrotate, crop_offset), centre)
+
+    # Shrink: the rotated image scaled by U(0.8, 1.0) about the centre, zero padding around.
+    scale = _uniform(seeds[5], 0.8, 1.0)
+    shrink = _about_centre(unrotate / scale, tf.zeros(2), centre)
+
+    return tf.case([(choice < P_TRANSLATE, lambda: translate),
+                    (choice < P_TRANSLATE + P_ZOOM, lambda: zoom)], default=lambda: shrink)
+
+
+def warp_images(images_nhw3, matrix_33):
+    """Resamples [N, H, W, C] images bilinearly through an output → input pixel map; zeros outside."""
+    m = tf.reshape(matrix_33 / matrix_33[2, 2], [9])[:8]
+    n = tf.shape(images_nhw3)[0]
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images_nhw3, transforms=tf.tile(m[None], [n, 1]),
+        output_shape=tf.shape(images_nhw3)[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
+    """Nearest-cell resampling of [N, h, w, ·] labels through the same pixel map.
+
+    Output cell (i, j) takes the input cell containing the mapped image point of its centre
+    pixel (8j+4, 8i+4); points outside the image, or on invalid cells, become invalid.
+    """
+    h, w = image_hw[0] // CELL, image_hw[1] // CELL
+    jj, ii = tf.meshgrid(tf.range(w, dtype=tf.float32), tf.range(h, dtype=tf.float32))
+    centres = tf.stack([CELL * jj + CELL / 2, CELL * ii + CELL / 2, tf.ones_like(jj)], -1)
+    src = tf.linalg.matvec(matrix_33, centres)
+    src_x, src_y = src[..., 0] / src[..., 2], src[..., 1] / src[..., 2]
+    inside = ((src_x >= -0.5) & (src_x < image_hw[1] - 0.5) &
+              (src_y >= -0.5) & (src_y < image_hw[0] - 0.5))
+    col = tf.clip_by_value(tf.cast(tf.floor((src_x + 0.5) / CELL), tf.int32), 0, w - 1)
+    row = tf.clip_by_value(tf.cast(tf.floor((src_y + 0.5) / CELL), tf.int32), 0, h - 1)
+    flat = row * w + col  # [h, w] index of the source cell
+    n = tf.shape(coords_nhw3)[0]
+    coords = tf.gather(tf.reshape(coords_nhw3, [n, h * w, 3]), flat, axis=1)
+    mask = tf.gather(tf.reshape(mask_nhw1, [n, h * w, 1]), flat, axis=1)
+    mask = mask * tf.cast(inside, mask.dtype)[None, :, :, None]
+    return coords * mask, mask
+
+
+def augment_frames(images_nhw3, coords_nhw3, mask_nhw1, seed, image_hw):
+    """The same photometric and geometric change for N frames (N = 1, or a training pair)."""
+    s_photo, s_geo = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    images = photometric(images_nhw3, s_photo)
+    matrix = random_geometry(s_geo, image_hw)
+    coords, mask = warp_labels(coords_nhw3, mask_nhw1, matrix, image_hw)
+    return warp_images(images, matrix), coords, mask

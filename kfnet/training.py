@@ -1,0 +1,68 @@
+"""Command-line glue shared by the three train.py scripts: flags, settings, strategy, trainer."""
+
+import argparse
+
+from kfnet.cli import STRATEGIES, add_config_flags, add_folder_flag
+from kfnet.config import load_config, max_steps, override, stage_config
+from kfnet.errors import InputError
+
+
+def training_parser(description, scene_required=True):
+    """Flags every train.py has; settings default to the config (--scene/--config)."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_folder_flag(p, "input_folder", "input folder: image_list.txt, label_list.txt, transform.txt",
+                    required=True)
+    add_folder_flag(p, "model_folder", "where checkpoints and TensorBoard logs go; an existing "
+                    "checkpoint there is resumed", required=True)
+    add_config_flags(p, scene_required=scene_required)
+    g = p.add_argument_group("schedule (defaults from the config)")
+    g.add_argument("--max_steps", type=int, help="last step (config: max_steps, else 5 x stepvalue)")
+    g.add_argument("--stepvalue", type=int, help="halve the learning rate every N steps")
+    g.add_argument("--base_lr", type=float, help="initial Adam learning rate")
+    g.add_argument("--batch_size", type=int, help="global batch size")
+    g.add_argument("--weight_decay", type=float, help="L2 weight decay factor")
+    g.add_argument("--snapshot", type=int, help="save a checkpoint every N steps")
+    g.add_argument("--keep", type=int, help="number of checkpoints to keep")
+    g.add_argument("--summary_every", type=int, help="TensorBoard scalars every N steps")
+    g.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's)")
+    g.add_argument("--seed", type=int, help="seed of weights, data order and augmentation")
+    g.add_argument("--no_augment", dest="augment", action="store_const", const=False,
+                   help="turn data augmentation off")
+    g.add_argument("--sequence_length", type=int, help="frames per sequence (default: parent folder)")
+    d = p.add_argument_group("hardware")
+    d.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy: one device, MirroredStrategy over local GPUs "
+                        "(or --cpu_replicas), MultiWorkerMirroredStrategy from TF_CONFIG")
+    d.add_argument("--cpu_replicas", type=int, default=0,
+                   help="split the CPU into N logical devices (testing mirrored without GPUs)")
+    d.add_argument("--mixed_precision", action="store_true",
+                   help="mixed_float16 on GPU / mixed_bfloat16 on CPU (outputs stay float32)")
+    d.add_argument("--xla", action="store_true", help="jit-compile the train step with XLA")
+    d.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def stage_settings(args, stage):
+    """The stage's settings: config file, then flags."""
+    cfg = stage_config(load_config(args.scene, args.config), stage)
+    keys = ("max_steps", "stepvalue", "base_lr", "batch_size", "weight_decay", "snapshot", "keep",
+            "summary_every", "width", "seed", "augment", "sequence_length")
+    cfg = override(cfg, **{k: getattr(args, k, None) for k in keys})
+    for key in ("stepvalue", "batch_size", "snapshot", "summary_every"):
+        if int(cfg[key]) <= 0:
+            raise InputError(f"--{key} must be positive, got {cfg[key]}")
+    cfg["max_steps"] = max_steps(cfg)
+    return cfg
+
+
+def setup_hardware(args, batch_size):
+    """Strategy and precision policy; the global batch must split evenly over replicas."""
+    from kfnet.distribute import make_strategy, set_mixed_precision
+
+    strategy = make_strategy(args.strategy, args.cpu_replicas)
+    if batch_size % strategy.num_replicas_in_sync:
+        raise InputError(f"--batch_size {batch_size} does not split over "
+                         f"{strategy.num_replicas_in_sync} replicas")
+    set_mixed_precision(args.mixed_precision)
+    return strategy

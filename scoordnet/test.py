@@ -1,0 +1,86 @@
+"""Run SCoordNet on every frame of an input folder; write coord_<k>.npy, evaluate against labels.
+
+    python scoordnet/test.py --input_folder IN --output_folder OUT --model_folder M [--scene S]
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+
+
+def main(argv=None):
+    from kfnet.testing import testing_parser, test_settings
+
+    args = testing_parser(__doc__.splitlines()[0]).parse_args(argv)
+    quiet_tensorflow()
+    import numpy as np
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from kfnet import outputs
+    from kfnet.config import load_config
+    from kfnet.data.pipelines import test_dataset
+    from kfnet.data.scene import load_input_folder
+    from kfnet.errors import InputError
+    from kfnet.evaluation import CoordErrors
+    from kfnet.geometry import transform_points
+    from kfnet.poses import invert_rigid
+    from kfnet.testing import build_networks
+
+    if args.batch_size <= 0:
+        raise InputError(f"--batch_size must be positive, got {args.batch_size}")
+    cfg = test_settings(args, "scoordnet")
+    data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
+    nets, ckpt = build_networks(args.model_folder, ["scoordnet"], data.image_hw,
+                                load_config(args.scene, args.config))
+    net = nets["scoordnet"]
+    signature = {"stage": "scoordnet", "checkpoint": ckpt,
+                 "input_folder": str(Path(args.input_folder).resolve())}
+    out = Path(args.output_folder)
+    outputs.open_output_folder(out, signature)
+    to_world = invert_rigid(data.transform)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *data.image_hw, 3], tf.float32)])
+    def forward(images):
+        return net(images, training=False)
+
+    errors = CoordErrors("SCoordNet")
+    done = {k for k in range(len(data)) if outputs.coord_file(out, k).exists()}
+    if done:
+        print(f"{len(done)} of {len(data)} frames already in {out}; computing the rest")
+    bar = tqdm(total=len(data), desc="scoordnet test", unit="frame", disable=not args.progress)
+    for batch in test_dataset(data, args.batch_size):
+        ks = batch["index"].numpy()
+        todo = [i for i, k in enumerate(ks) if int(k) not in done]
+        if todo:
+            coords, sigma = forward(tf.gather(batch["image"], todo))
+            coords, sigma = coords.numpy(), sigma.numpy()
+        for i, k in enumerate(ks):
+            k = int(k)
+            if i in todo:
+                j = todo.index(i)
+                world = transform_points(to_world, coords[j]).astype(np.float32)
+                outputs.save_npy(outputs.coord_file(out, k), outputs.coord_output(world, sigma[j]))
+            else:
+                world = np.load(outputs.coord_file(out, k))[..., :3]
+            if data.has_labels:
+                gt = transform_points(to_world, batch["coords"][i].numpy())
+                med, share = errors.add(k, world, gt, batch["mask"][i].numpy())
+                if not args.quiet:
+                    bar.write(f"frame {k}: median error {med:.2f} cm, {100 * share:.1f} % within 5 cm")
+        bar.update(len(ks))
+    bar.close()
+    summary = errors.summary() if data.has_labels else None
+    outputs.mark_complete(out, {"scoordnet": summary} if summary else None)
+    if summary:
+        print(errors.summary_line())
+    print(f"wrote {len(data)} coordinate maps to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
