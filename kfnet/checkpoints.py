@@ -48,17 +48,22 @@ def latest_tf1_checkpoint(folder):
 
 
 def find_checkpoint(folder, flag="--model_folder"):
-    """('tf2', path) or ('tf1', prefix) of the newest weights in a model folder."""
+    """('tf2', path) or ('tf1', prefix) of the newest weights in a model folder.
+
+    Object-based checkpoints (tf.train.Checkpoint) are this project's; name-based ones (a TF1
+    Saver's `model.ckpt-N`) are the original release's.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"model folder not found: {folder} ({flag})")
-    latest = tf.train.latest_checkpoint(str(folder))
-    if latest:
-        return "tf2", latest
-    prefix = latest_tf1_checkpoint(folder)
-    if prefix:
-        return "tf1", prefix
-    raise InputError(f"no checkpoint in {folder} ({flag}): expected ckpt-N or model.ckpt-N files")
+    path = tf.train.latest_checkpoint(str(folder)) or latest_tf1_checkpoint(folder)
+    if not path:
+        raise InputError(f"no checkpoint in {folder} ({flag}): expected ckpt-N or model.ckpt-N files")
+    try:
+        keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        raise InputError(f"cannot read checkpoint {path} ({flag}): {str(e).splitlines()[0]}") from None
+    return ("tf2" if "_CHECKPOINTABLE_OBJECT_GRAPH" in keys else "tf1"), path
 
 
 def import_tf1(prefix, name_to_variable):

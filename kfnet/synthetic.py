@@ -7,11 +7,18 @@ with its own smooth hand-held noise, so that test sequences revisit the training
 """
 
 import colorsys
+import json
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import open3d as o3d
+from tqdm import tqdm
+
+from kfnet.errors import InputError
 
 ROOM_XYZ = np.array([4.0, 3.0, 2.5])  # room extent in metres
 LOOP_RADII = (1.2, 0.8)  # ellipse around the table, metres (x, y)
@@ -133,8 +140,8 @@ def make_scene(seed):
 
 def _hash(ix, iy, seed):
     """Uniform [0, 1) for integer lattice points and uint32 seeds (an integer mixing hash)."""
-    h = (ix % 2**32).astype(np.uint32) * np.uint32(0x27D4EB2D)
-    h ^= (iy % 2**32).astype(np.uint32) * np.uint32(0x165667B1) + seed
+    h = (np.asarray(ix).astype(np.int64) % 2**32).astype(np.uint32) * np.uint32(0x27D4EB2D)
+    h ^= (np.asarray(iy).astype(np.int64) % 2**32).astype(np.uint32) * np.uint32(0x165667B1) + seed
     for shift, mult in ((15, 0x2C1B3C6D), (12, 0x297A2D39)):
         h ^= h >> np.uint32(shift)
         h *= np.uint32(mult)
@@ -306,3 +313,116 @@ def render(scene, pose_cw, width, height, rng):
     keep = (rng.random(len(hit), dtype=np.float32) >= DROPOUT_RATE) & (cos_view > 0.08)
     depth_mm[hit[keep]] = np.clip(np.round(1000 * depth[keep]), 1, NO_DEPTH - 1).astype(np.uint16)
     return rgb.reshape(height, width, 3), depth_mm.reshape(height, width)
+
+
+# ---- Writing a scene in the 7-Scenes layout ---------------------------------------------------
+
+MARKER = "synthetic_scene.json"  # settings of the generator; "complete" once every file is written
+VERSION = 1  # bump when the renderer changes, so old outputs are not taken for new ones
+FRAME_FILES = ("color.png", "depth.png", "pose.txt")
+
+
+@dataclass(frozen=True)
+class SceneSettings:
+    """What make_synthetic_scene.py generates; the last test_sequences sequences are the test split."""
+
+    width: int = 640
+    height: int = 480
+    frames: int = 300
+    sequences: int = 3
+    test_sequences: int = 1
+    seed: int = 0
+    loop_frames: int = 300  # frames per walk around the loop
+
+    def check(self):
+        """Raises InputError (naming the flag) for settings that make no usable scene."""
+        if self.width % 8 or self.height % 8:
+            raise InputError(f"--size {self.width}x{self.height}: width and height must be multiples of 8")
+        if self.frames < 2:
+            raise InputError(f"--frames {self.frames}: need at least 2 frames per sequence")
+        if not 1 <= self.sequences <= 99:
+            raise InputError(f"--sequences {self.sequences}: must be between 1 and 99")
+        if not 0 <= self.test_sequences < self.sequences:
+            raise InputError(f"--test_sequences {self.test_sequences}: must be at least 0 and "
+                             f"fewer than --sequences {self.sequences}")
+        if self.loop_frames < 2:
+            raise InputError(f"--loop_frames {self.loop_frames}: must be at least 2")
+
+
+def _write_bytes(path, data):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png(image):
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _format_matrix(m):
+    return "".join(" ".join(f"{v:.10f}" for v in row) + "\n" for row in m)
+
+
+def _prepare_folder(out, settings):
+    """True if `out` already holds this scene complete; otherwise makes it ready to be written."""
+    marker = out / MARKER
+    if out.is_dir() and any(out.iterdir()):
+        if not marker.is_file():
+            raise InputError(f"output folder {out} is not empty and holds no scene made by "
+                             f"make_synthetic_scene.py; choose another --output_folder")
+        try:
+            old = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise InputError(f"cannot read {marker}; delete it or choose another --output_folder") from None
+        want = {"version": VERSION, **asdict(settings)}
+        if {k: v for k, v in old.items() if k != "complete"} == want:
+            return bool(old.get("complete"))
+        # Other settings: remove what the generator wrote (and nothing else) before writing anew.
+        for path in out.glob("seq-[0-9][0-9]/frame-[0-9][0-9][0-9][0-9][0-9][0-9].*"):
+            if path.name.split(".", 1)[1] in FRAME_FILES:
+                path.unlink()
+        for folder in out.glob("seq-[0-9][0-9]"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    out.mkdir(parents=True, exist_ok=True)
+    _write_bytes(marker, json.dumps({"version": VERSION, **asdict(settings), "complete": False}).encode())
+    return False
+
+
+def write_scene(out, settings, progress=True):
+    """Renders the scene into `out` in the 7-Scenes layout; False if it was already there.
+
+    Frames are deterministic for the settings, so an interrupted run resumes where it stopped.
+    """
+    settings.check()
+    out = Path(out)
+    if _prepare_folder(out, settings):
+        return False
+    scene = make_scene(settings.seed)
+    w, h = settings.width, settings.height
+    bar = tqdm(total=settings.frames * settings.sequences, desc="rendering", unit="frame",
+               disable=not progress)
+    for s in range(settings.sequences):
+        folder = out / f"seq-{s + 1:02d}"
+        folder.mkdir(exist_ok=True)
+        poses = loop_poses(settings.frames, settings.loop_frames, np.random.default_rng([settings.seed, 1, s]))
+        for k, pose in enumerate(poses):
+            stem = folder / f"frame-{k:06d}"
+            if not all(Path(f"{stem}.{name}").is_file() for name in FRAME_FILES):
+                rgb, depth = render(scene, pose, w, h, np.random.default_rng([settings.seed, 2, s, k]))
+                _write_bytes(Path(f"{stem}.color.png"), _png(rgb[:, :, ::-1]))
+                _write_bytes(Path(f"{stem}.depth.png"), _png(depth))
+                _write_bytes(Path(f"{stem}.pose.txt"), _format_matrix(pose).encode())
+            bar.update()
+    bar.close()
+    f, cx, cy = intrinsics_for(w, h)
+    _write_bytes(out / "intrinsics.txt", f"{f!r} {f!r} {cx!r} {cy!r}\n".encode())
+    n_train = settings.sequences - settings.test_sequences
+    names = [f"sequence{s + 1}\n" for s in range(settings.sequences)]
+    _write_bytes(out / "TrainSplit.txt", "".join(names[:n_train]).encode())
+    _write_bytes(out / "TestSplit.txt", "".join(names[n_train:]).encode())
+    _write_bytes(out / MARKER, json.dumps({"version": VERSION, **asdict(settings), "complete": True}).encode())
+    return True

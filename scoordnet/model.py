@@ -40,6 +40,8 @@ class SCoordNet(keras.Model):
                                 activation="relu", name=n)
             for n, f, k, s in LAYERS
         ]
+        for layer in self.convs:
+            setattr(self, layer.name, layer)  # tf.train.Checkpoint does not follow Keras 3 lists
         self.prediction = keras.layers.Conv2D(4, 1, padding="same", name="prediction")
 
     def call(self, images):

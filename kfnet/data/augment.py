@@ -92,8 +92,9 @@ def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
     centres = tf.stack([CELL * jj + CELL / 2, CELL * ii + CELL / 2, tf.ones_like(jj)], -1)
     src = tf.linalg.matvec(matrix_33, centres)
     src_x, src_y = src[..., 0] / src[..., 2], src[..., 1] / src[..., 2]
-    inside = ((src_x >= -0.5) & (src_x < image_hw[1] - 0.5) &
-              (src_y >= -0.5) & (src_y < image_hw[0] - 0.5))
+    # Only points whose bilinear neighbours all lie in the image: nearer the border the
+    # image is blended with the zero fill.
+    inside = ((src_x >= 0) & (src_x <= image_hw[1] - 1) & (src_y >= 0) & (src_y <= image_hw[0] - 1))
     col = tf.clip_by_value(tf.cast(tf.floor((src_x + 0.5) / CELL), tf.int32), 0, w - 1)
     row = tf.clip_by_value(tf.cast(tf.floor((src_y + 0.5) / CELL), tf.int32), 0, h - 1)
     flat = row * w + col  # [h, w] index of the source cell
