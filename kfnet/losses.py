@@ -79,3 +79,12 @@ def weight_decay(variables, scale):
     if not variables:
         return tf.constant(0.0)
     return scale * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
+
+
+def map_size_image(images_bhw3, cell=8):
+    """[B, h, w, 3] image at map size, each cell the mean of its 8×8 pixels (values kept 0..255).
+
+    Used by the photometric and smoothness losses. The original subsampled single pixels;
+    the block mean is the same signal without the aliasing of 1-in-64 sampling.
+    """
+    return tf.nn.avg_pool2d(tf.cast(images_bhw3, tf.float32), cell, cell, "VALID")

@@ -7,7 +7,7 @@ from kfnet.config import load_config, max_steps, override, stage_config
 from kfnet.errors import InputError
 
 
-def training_parser(description, scene_required=True):
+def training_parser(description, scene_required=True, width_flag=True):
     """Flags every train.py has; settings default to the config (--scene/--config)."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -25,7 +25,8 @@ def training_parser(description, scene_required=True):
     g.add_argument("--snapshot", type=int, help="save a checkpoint every N steps")
     g.add_argument("--keep", type=int, help="number of checkpoints to keep")
     g.add_argument("--summary_every", type=int, help="TensorBoard scalars every N steps")
-    g.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's)")
+    if width_flag:
+        g.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's)")
     g.add_argument("--seed", type=int, help="seed of weights, data order and augmentation")
     g.add_argument("--no_augment", dest="augment", action="store_const", const=False,
                    help="turn data augmentation off")

@@ -1,0 +1,58 @@
+"""Stage 3: SCoordNet and OFlowNet fine-tuned together through the filter (SPEC §5.3)."""
+
+import tensorflow as tf
+
+from kfnet import losses
+from kfnet.distribute import global_mean
+from kfnet.model import KFNet
+
+CAP = -2.0  # per-cell NLL cap of stage 3
+WEIGHTS = {"measurement": 0.2, "prior": 0.2, "posterior": 0.6}
+SMOOTHNESS = 50.0
+
+
+class KFNetStage:
+    """Loss = 0.2·L_measurement + 0.2·L_prior + 0.6·L_posterior, each NLL (ℓ ≤ −2) + 50·smoothness.
+
+    The measurement term covers all frames of a window; prior and posterior the frames after the
+    first (the first posterior is the measurement itself).
+    """
+
+    name = "kfnet"
+
+    def __init__(self, scoordnet, oflownet):
+        self.model = KFNet(scoordnet, oflownet)
+        self.nets = self.model.nets
+
+    def trainable_variables(self):
+        return self.model.scoordnet.trainable_variables + self.model.oflownet.trainable_variables
+
+    def loss(self, batch):
+        images, gt, mask = batch["images"], batch["coords"], batch["mask"]
+        out = self.model.window(images, training=True)
+        small = _per_frame(losses.map_size_image, images)
+        total, metrics = 0.0, {}
+        # (output, first frame it covers, its first frame in the output's own time axis)
+        for key, first, skip in (("measurement", 0, 0), ("prior", 1, 0), ("posterior", 1, 1)):
+            coords = _flatten(out[key]["coords"][:, skip:])
+            sigma = tf.sqrt(_flatten(out[key]["var"][:, skip:]))
+            g, m, im = _flatten(gt[:, first:]), _flatten(mask[:, first:]), _flatten(small[:, first:])
+            nll_sum, count = losses.coord_nll_terms(coords, sigma, g, m, cap=CAP)
+            smooth_sum, smooth_count = losses.smoothness_terms(coords, im, m)
+            hits, _ = losses.accuracy_terms(coords, g, m)
+            nll = global_mean(nll_sum, count)
+            smooth = global_mean(smooth_sum, smooth_count)
+            total += WEIGHTS[key] * (nll + SMOOTHNESS * smooth)
+            metrics[f"{key}_nll"] = nll
+            metrics[f"{key}_accuracy"] = global_mean(hits, count, plus_one=False)
+        return total, metrics
+
+
+def _flatten(x_bt):
+    """[B, T, …] → [B·T, …]."""
+    return tf.reshape(x_bt, tf.concat([[-1], tf.shape(x_bt)[2:]], 0))
+
+
+def _per_frame(fn, x_bt):
+    y = fn(_flatten(x_bt))
+    return tf.reshape(y, tf.concat([tf.shape(x_bt)[:2], tf.shape(y)[1:]], 0))

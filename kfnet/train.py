@@ -1,0 +1,81 @@
+"""Fine-tune SCoordNet and OFlowNet together through the Kalman filter (stage 3, SPEC §5.3).
+
+    python kfnet/train.py --input_folder IN --model_folder M --scene chess --scoordnet M1 --oflownet M2
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+
+
+def main(argv=None):
+    from kfnet.training import setup_hardware, stage_settings, training_parser
+
+    parser = training_parser(__doc__.splitlines()[0], width_flag=False)
+    parser.add_argument("--scoordnet", help="model folder of a trained SCoordNet (this project's or an "
+                        "original TF1 release) to start from")
+    parser.add_argument("--oflownet", help="model folder of a trained OFlowNet to start from")
+    args = parser.parse_args(argv)
+    quiet_tensorflow()
+    from kfnet.checkpoints import load_networks, network_widths, read_model_info
+    from kfnet.config import load_config, stage_config
+    from kfnet.data.pipelines import window_dataset
+    from kfnet.data.scene import load_input_folder
+    from kfnet.stage import KFNetStage
+    from kfnet.trainer import Trainer, seed_everything
+    from oflownet.model import OFlowNet
+    from scoordnet.model import SCoordNet
+
+    cfg = stage_settings(args, "kfnet")
+    full = load_config(args.scene, args.config)
+    data = load_input_folder(args.input_folder, cfg.get("sequence_length"))
+    strategy = setup_hardware(args, int(cfg["batch_size"]))
+    seed_everything(cfg["seed"])
+
+    # Widths: a run being resumed knows its own; otherwise the pre-trained stages', else the config's.
+    widths = {n: float(stage_config(full, n)["width"]) for n in ("scoordnet", "oflownet")}
+    own = read_model_info(args.model_folder) if Path(args.model_folder).is_dir() else None
+    if own is not None:
+        widths.update(own["widths"])
+    else:
+        for name in ("scoordnet", "oflownet"):
+            folder = getattr(args, name)
+            if folder:
+                widths[name] = float(network_widths(folder, {name: stage_config(full, name)})[name])
+
+    with strategy.scope():
+        scoordnet = SCoordNet(width=widths["scoordnet"]).build_for(data.image_hw)
+        oflownet = OFlowNet(width=widths["oflownet"]).build_for(data.image_hw)
+        stage = KFNetStage(scoordnet, oflownet)
+    trainer = Trainer(stage, args.model_folder, cfg, strategy, "kfnet", widths=widths,
+                      mixed_precision=args.mixed_precision, xla=args.xla)
+
+    def init():
+        for name, net in (("scoordnet", scoordnet), ("oflownet", oflownet)):
+            folder = getattr(args, name)
+            if folder:
+                kind, path = load_networks(folder, {name: net}, flag=f"--{name}")
+                print(f"{name} weights from {path} ({'original TF1 release' if kind == 'tf1' else kind})")
+            else:
+                print(f"warning: no --{name}: {name} starts from random weights", file=sys.stderr)
+
+    # SPEC §5.3: from both pre-trained stages, training starts on the last learning-rate step.
+    start = 4 * int(cfg["stepvalue"]) if args.scoordnet and args.oflownet else 0
+    trainer.restore_or_init(init, start)
+    print(f"KFNet: {len(data)} frames {data.image_hw[1]}x{data.image_hw[0]}, windows of {cfg['window']}, "
+          f"widths {widths}, steps {trainer.step}→{cfg['max_steps']}")
+
+    def make_dataset(start_step):
+        return window_dataset(data, int(cfg["window"]), int(cfg["batch_size"]),
+                              augment=bool(cfg["augment"]), seed=int(cfg["seed"]), start_step=start_step)
+
+    return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
+                       snapshot=int(cfg["snapshot"]), progress=args.progress)
+
+
+if __name__ == "__main__":
+    run(main)
