@@ -109,7 +109,7 @@ def load_networks(folder, nets, flag="--model_folder"):
             raise InputError(f"checkpoint {path} ({flag}) holds no '{name}' network "
                              f"(it holds: {', '.join(sorted(held))})")
     try:
-        tf.train.Checkpoint(**nets).restore(path).expect_partial().assert_existing_objects_matched()
+        tf.train.Checkpoint(**nets).read(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise InputError(f"checkpoint {path} ({flag}) does not fit the network: "
                          f"{str(e).splitlines()[0]}") from None

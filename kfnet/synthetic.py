@@ -150,19 +150,23 @@ def _hash(ix, iy, seed):
 
 
 # Lattice values of the value noise; a seed picks its own 256 × 256 window (cheaper than hashing).
+# One extra row and column repeat the first, so a cell's four corners never wrap around.
 _LATTICE = np.random.default_rng(12345).random((256, 256), dtype=np.float32)
+_LATTICE = np.pad(_LATTICE, ((0, 1), (0, 1)), mode="wrap").ravel()
 
 
 def value_noise(x, y, seed):
     """Smooth noise in [0, 1) with features about one unit of x, y apart (float32)."""
     fx, fy = np.floor(x), np.floor(y)
-    ix = (fx.astype(np.int64) + (seed & np.uint32(255))) & 255
-    iy = (fy.astype(np.int64) + (seed >> np.uint32(8) & np.uint32(255))) & 255
+    ix = (fx.astype(np.int32) + (seed & np.uint32(255)).astype(np.int32)) & 255
+    iy = (fy.astype(np.int32) + (seed >> np.uint32(8) & np.uint32(255)).astype(np.int32)) & 255
     fx, fy = (x - fx).astype(np.float32), (y - fy).astype(np.float32)
     sx, sy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    ix1, iy1 = (ix + 1) & 255, (iy + 1) & 255
-    top = _LATTICE[iy, ix] + sx * (_LATTICE[iy, ix1] - _LATTICE[iy, ix])
-    bottom = _LATTICE[iy1, ix] + sx * (_LATTICE[iy1, ix1] - _LATTICE[iy1, ix])
+    i00 = iy * 257 + ix
+    c00, c01 = np.take(_LATTICE, i00), np.take(_LATTICE, i00 + 1)
+    c10, c11 = np.take(_LATTICE, i00 + 257), np.take(_LATTICE, i00 + 258)
+    top = c00 + sx * (c01 - c00)
+    bottom = c10 + sx * (c11 - c10)
     return top + sy * (bottom - top)
 
 
@@ -256,17 +260,18 @@ def _wobble(rng, n, offset, drift, shake):
 def loop_poses(frames, loop_frames, rng):
     """[frames, 4, 4] camera-to-world poses of one hand-held walk around the loop.
 
-    One round takes loop_frames frames (at varying speed); the camera faces the room's centre.
+    One round takes loop_frames frames (at ±10 % varying speed); the camera looks across the loop
+    towards the room's centre, turning at the same rate as it walks.
     """
     t = np.arange(frames)
     k = rng.integers(1, 4)
     phase = (rng.uniform(-0.03, 0.03) + t / loop_frames) * 2 * math.pi
-    phase += 0.15 / k * np.sin(2 * math.pi * k * t / loop_frames + rng.uniform(0, 2 * math.pi))
+    phase += 0.1 / k * np.sin(2 * math.pi * k * t / loop_frames + rng.uniform(0, 2 * math.pi))
     centre = np.stack([LOOP_RADII[0] * np.cos(phase), LOOP_RADII[1] * np.sin(phase),
                        np.full(frames, EYE_HEIGHT)], -1)
     centre += np.stack([_wobble(rng, frames, 0.03, 0.03, 0.003) for _ in range(3)], -1)
     yaw, pitch, roll = (math.radians(1) * _wobble(rng, frames, 1.5, 2.0, 0.15) for _ in range(3))
-    yaw += np.arctan2(-centre[:, 1], -centre[:, 0])
+    yaw += phase + math.pi
     poses = np.tile(np.eye(4), (frames, 1, 1))
     poses[:, :3, :3] = camera_rotation(yaw, pitch + math.radians(PITCH_DEG), roll)
     poses[:, :3, 3] = centre
@@ -279,7 +284,7 @@ def render(scene, pose_cw, width, height, rng):
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     # Ray directions with camera-frame z = 1, so the hit distance is the depth along z.
     dirs_cam = np.stack([(xs - cx) / f, (ys - cy) / f, np.ones_like(xs)], -1).reshape(-1, 3)
-    dirs = dirs_cam @ pose_cw[:3, :3].T.astype(np.float32)
+    dirs = np.einsum("nj,ij->ni", dirs_cam, pose_cw[:3, :3].astype(np.float32))
     rays = np.hstack([np.broadcast_to(pose_cw[:3, 3].astype(np.float32), dirs.shape), dirs])
     hits = scene.raycaster.cast_rays(o3d.core.Tensor(rays))
     depth = hits["t_hit"].numpy()
@@ -318,7 +323,7 @@ def render(scene, pose_cw, width, height, rng):
 # ---- Writing a scene in the 7-Scenes layout ---------------------------------------------------
 
 MARKER = "synthetic_scene.json"  # settings of the generator; "complete" once every file is written
-VERSION = 1  # bump when the renderer changes, so old outputs are not taken for new ones
+VERSION = 2  # bump when the renderer changes, so old outputs are not taken for new ones
 FRAME_FILES = ("color.png", "depth.png", "pose.txt")
 
 
@@ -332,7 +337,12 @@ class SceneSettings:
     sequences: int = 3
     test_sequences: int = 1
     seed: int = 0
-    loop_frames: int = 300  # frames per walk around the loop
+    loop_frames: int | None = None  # frames per walk around the loop; None: max(frames, 200)
+
+    def __post_init__(self):
+        if self.loop_frames is None:
+            # At most 1.8° of turning per frame; shorter sequences walk part of the loop.
+            object.__setattr__(self, "loop_frames", max(self.frames, 200))
 
     def check(self):
         """Raises InputError (naming the flag) for settings that make no usable scene."""
@@ -392,6 +402,12 @@ def _prepare_folder(out, settings):
     return False
 
 
+def sequence_poses(settings, index):
+    """[frames, 4, 4] camera-to-world poses of sequence `index` (0-based) of a scene."""
+    rng = np.random.default_rng([settings.seed, 1, index])
+    return loop_poses(settings.frames, settings.loop_frames, rng)
+
+
 def write_scene(out, settings, progress=True):
     """Renders the scene into `out` in the 7-Scenes layout; False if it was already there.
 
@@ -408,8 +424,7 @@ def write_scene(out, settings, progress=True):
     for s in range(settings.sequences):
         folder = out / f"seq-{s + 1:02d}"
         folder.mkdir(exist_ok=True)
-        poses = loop_poses(settings.frames, settings.loop_frames, np.random.default_rng([settings.seed, 1, s]))
-        for k, pose in enumerate(poses):
+        for k, pose in enumerate(sequence_poses(settings, s)):
             stem = folder / f"frame-{k:06d}"
             if not all(Path(f"{stem}.{name}").is_file() for name in FRAME_FILES):
                 rgb, depth = render(scene, pose, w, h, np.random.default_rng([settings.seed, 2, s, k]))

@@ -45,7 +45,8 @@ def main(argv=None):
         for name in ("scoordnet", "oflownet"):
             folder = getattr(args, name)
             if folder:
-                widths[name] = float(network_widths(folder, {name: stage_config(full, name)})[name])
+                found = network_widths(folder, {name: stage_config(full, name)})
+                widths[name] = float(found.get(name, widths[name]))
 
     with strategy.scope():
         scoordnet = SCoordNet(width=widths["scoordnet"]).build_for(data.image_hw)
