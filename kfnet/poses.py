@@ -5,6 +5,8 @@ Poses are camera-to-world 4×4 matrices (`pose_cw`), translations in metres. Qua
 """
 
 import math
+import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,11 +125,21 @@ def format_pose_line(rec):
     return line
 
 
+def _write_text(path, text):
+    """Writes through a temporary file and a rename, so readers never see half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def write_pose_file(path, records):
-    """Writes the pose file of SPEC §2 (sorted by frame index)."""
+    """Writes the pose file of SPEC §2 (sorted by frame index); image paths must not contain spaces."""
+    for rec in records:
+        if any(c.isspace() for c in rec.image):
+            raise InputError(f"image path with white space cannot go into a pose file: '{rec.image}'")
     lines = [POSE_FILE_HEADER] + [format_pose_line(r) for r in sorted(records, key=lambda r: r.index)]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    _write_text(path, "\n".join(lines) + "\n")
 
 
 def read_pose_file(path):
@@ -163,21 +175,23 @@ def read_pose_file(path):
 
 def write_tum(path, records, timestamps=None):
     """TUM trajectory `timestamp tx ty tz qx qy qz qw`; the timestamp defaults to the frame index."""
-    with open(path, "w") as f:
-        f.write("# timestamp tx ty tz qx qy qz qw\n")
-        for rec in sorted(records, key=lambda r: r.index):
-            if rec.pose_cw is None:
-                continue
-            w, x, y, z = rotation_to_quaternion(rec.pose_cw[:3, :3])
-            t = rec.pose_cw[:3, 3]
-            stamp = float(rec.index if timestamps is None else timestamps[rec.index])
-            f.write(f"{stamp:.6f} {t[0]:.8f} {t[1]:.8f} {t[2]:.8f} {x:.8f} {y:.8f} {z:.8f} {w:.8f}\n")
+    lines = ["# timestamp tx ty tz qx qy qz qw"]
+    for rec in sorted(records, key=lambda r: r.index):
+        if rec.pose_cw is None:
+            continue
+        w, x, y, z = rotation_to_quaternion(rec.pose_cw[:3, :3])
+        t = rec.pose_cw[:3, 3]
+        stamp = float(rec.index if timestamps is None else timestamps[rec.index])
+        lines.append(f"{stamp:.6f} {t[0]:.8f} {t[1]:.8f} {t[2]:.8f} {x:.8f} {y:.8f} {z:.8f} {w:.8f}")
+    _write_text(path, "\n".join(lines) + "\n")
 
 
 def read_tum(path):
     """(timestamps [N], poses [N,4,4]) of a TUM trajectory file."""
     try:
-        data = np.loadtxt(path, comments="#", ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a header-only file is an empty trajectory
+            data = np.loadtxt(path, comments="#", ndmin=2)
     except (OSError, ValueError):
         raise InputError(f"cannot read TUM trajectory {path}") from None
     if data.size and data.shape[1] != 8:

@@ -1,0 +1,114 @@
+"""The PnP command's bookkeeping: coord files, frame names, sequences, ground truth, summaries."""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from kfnet.data.lists import read_list, sequence_ids
+from kfnet.errors import InputError
+from kfnet.poses import read_matrix_file, summarize_errors
+
+COORD_NAME = re.compile(r"^coord_(\d+)\.npy$")
+
+
+def find_coord_files(folder):
+    """[(k, path)] of every coord_<k>.npy in folder, by k."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"coord folder not found: {folder}")
+    found = sorted((int(m.group(1)), str(p)) for p in folder.iterdir()
+                   if (m := COORD_NAME.match(p.name)) and p.is_file())
+    if not found:
+        raise InputError(f"no coord_<k>.npy files in {folder}")
+    return found
+
+
+def _check_covers(paths, indices, what, path):
+    if indices[-1] >= len(paths):
+        raise InputError(f"{what} {path} has {len(paths)} entries but coord files go up to "
+                         f"coord_{indices[-1]}.npy")
+
+
+def load_ground_truth(pose_list, indices):
+    """{k: 4×4 camera-to-world pose} for the frame indices, and the pose file paths of the list."""
+    paths = read_list(pose_list)
+    _check_covers(paths, indices, "pose list", pose_list)
+    return {k: read_matrix_file(paths[k]) for k in indices}, paths
+
+
+def frames_and_sequences(indices, pose_paths=None, image_list=None, sequence_length=None):
+    """({k: image name for the pose file}, {k: sequence id}, {sequence id: name}).
+
+    Image names and sequences come from the image list when there is one (names as written,
+    relative to the list's folder); otherwise names are coord_<k>.npy and sequences follow the
+    ground-truth pose files' parent folders (or all frames form one sequence).
+    """
+    if image_list is not None:
+        paths = read_list(image_list)
+        _check_covers(paths, indices, "image list", image_list)
+        base = Path(image_list).resolve().parent
+        names = [os.path.relpath(p, base) if Path(p).is_relative_to(base) else p for p in paths]
+        seq_paths = paths
+    else:
+        names = None
+        seq_paths = pose_paths
+    if seq_paths is not None:
+        ids = sequence_ids(seq_paths, sequence_length)
+        seq = {k: int(ids[k]) for k in indices}
+        seq_names = {}
+        for k in indices:
+            seq_names.setdefault(seq[k], Path(seq_paths[k]).parent.name if not sequence_length
+                                 else f"seq{seq[k]:02d}")
+    else:
+        seq = {k: 0 for k in indices}
+        seq_names = {0: "all"}
+    image = {k: (names[k] if names is not None else f"coord_{k}.npy") for k in indices}
+    return image, seq, seq_names
+
+
+def summarize(records, times_ms, seq_of, seq_names, has_gt):
+    """Summary dict: overall and per-sequence errors (with ground truth) and ms per frame."""
+
+    def block(recs):
+        solved = [r for r in recs if r.pose_cw is not None]
+        failed = len(recs) - len(solved)
+        if has_gt:
+            out = summarize_errors([r.t_err for r in solved], [r.r_err for r in solved], failed)
+        else:
+            out = {"frames": len(recs), "failed": failed}
+        ts = [times_ms[r.index] for r in recs if times_ms.get(r.index) is not None]
+        out["ms_per_frame"] = float(np.mean(ts)) if ts else None
+        return out
+
+    sequences = []
+    for sid, name in sorted(seq_names.items()):
+        recs = [r for r in records if seq_of[r.index] == sid]
+        sequences.append({"sequence": sid, "name": name, "first_frame": min(r.index for r in recs),
+                          **block(recs)})
+    return {"overall": block(records), "sequences": sequences}
+
+
+def format_summary(summary):
+    """Lines of a table: one row per sequence and one for all frames."""
+    head = f"{'sequence':<16}{'frames':>7}{'failed':>7}"
+    has_errors = "median_t_cm" in summary["overall"]
+    if has_errors:
+        head += f"{'t (cm)':>9}{'r (deg)':>9}{'5cm/5d':>8}{'2cm/2d':>8}{'10cm/5d':>8}"
+    head += f"{'ms/frame':>10}"
+
+    def row(name, s):
+        line = f"{name:<16}{s['frames']:>7}{s['failed']:>7}"
+        if has_errors:
+            line += f"{s['median_t_cm']:>9.2f}{s['median_r_deg']:>9.2f}"
+            line += "".join(f"{100 * s[key]:>7.1f}%" for key in
+                            ("within_5cm_5deg", "within_2cm_2deg", "within_10cm_5deg"))
+        ms = s["ms_per_frame"]
+        return line + (f"{ms:>10.1f}" if ms is not None else f"{'-':>10}")
+
+    lines = [head]
+    if len(summary["sequences"]) > 1:
+        lines += [row(s["name"], s) for s in summary["sequences"]]
+    lines.append(row("all", summary["overall"]))
+    return lines
