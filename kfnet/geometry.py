@@ -1,7 +1,6 @@
 """Shared geometry: rigid transforms of coordinate maps, map-cell pixel centres, bilinear sampling."""
 
 import numpy as np
-import tensorflow as tf
 
 CELL = 8  # image pixels per map cell
 
@@ -21,6 +20,8 @@ def transform_points(matrix_44, points_n3):
 
 def transform_coords(matrix_44, coords_bhw3):
     """Applies a 4×4 transform to a [..., 3] tensor of scene coordinates (TF)."""
+    import tensorflow as tf
+
     m = tf.cast(matrix_44, coords_bhw3.dtype)
     return tf.linalg.matvec(m[:3, :3], coords_bhw3) + m[:3, 3]
 
@@ -32,6 +33,8 @@ def bilinear_sample(image_bhwc, xy_bhw2):
     in the sense that a sample at x = -0.5 mixes the first column half-and-half with zero
     padding. Differentiable w.r.t. both the image and xy (through the bilinear weights).
     """
+    import tensorflow as tf
+
     image = tf.convert_to_tensor(image_bhwc)
     xy = tf.cast(xy_bhw2, image.dtype)
     height, width = tf.shape(image)[1], tf.shape(image)[2]

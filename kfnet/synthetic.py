@@ -1,4 +1,5 @@
-"""The built-in synthetic scene: a room of procedurally textured boxes, ray cast along hand-held loops.
+"""The built-in synthetic scene: a room of procedurally textured boxes, ray cast along
+hand-held loops.
 
 World frame: metres, z up, floor at z = 0, the room's vertical axis through the origin. Camera
 frame (OpenCV): x right, y down, z forward; poses are camera-to-world; pixel (x, y) has its centre
@@ -60,7 +61,8 @@ def _place_boxes(rng):
     half = ROOM_XYZ / 2
     room = np.array([[-half[0], -half[1], 0.0], [half[0], half[1], ROOM_XYZ[2]]])
     tsize = np.array([rng.uniform(0.7, 0.95), rng.uniform(0.45, 0.6), rng.uniform(0.7, 0.8)])
-    boxes = [room, np.array([[-tsize[0] / 2, -tsize[1] / 2, 0], [tsize[0] / 2, tsize[1] / 2, tsize[2]]])]
+    table = np.array([[-tsize[0] / 2, -tsize[1] / 2, 0], [tsize[0] / 2, tsize[1] / 2, tsize[2]]])
+    boxes = [room, table]
     on_table = []
     while len(on_table) < 3:
         size = np.array([rng.uniform(0.12, 0.3), rng.uniform(0.12, 0.25), rng.uniform(0.1, 0.4)])
@@ -69,8 +71,8 @@ def _place_boxes(rng):
         if not _overlaps(lo, lo + size, on_table, 0.03):
             on_table.append(np.array([lo, lo + size]))
     boxes += on_table
-    # Floor boxes stand against a wall, wall boxes (shelves, pictures) hang on one; both stay out
-    # of the camera loop's way (the loop keeps ≥ 0.5 m from the walls).
+    # Floor boxes stand against a wall, wall boxes (shelves, pictures) hang on one. Floor boxes are
+    # lower than the eyes and wall boxes shallow, so the camera loop never runs into one.
     for kind, count in (("floor", 7), ("wall", 7)):
         placed = 0
         while placed < count:
@@ -112,7 +114,8 @@ def box_triangles(boxes_n23):
         for axis in range(3):
             u, v = [a for a in range(3) if a != axis]
             for side in (0, 1):
-                quad = [8 * b + (side << axis) + (i << u) + (j << v) for i, j in ((0, 0), (1, 0), (1, 1), (0, 1))]
+                quad = [8 * b + (side << axis) + (i << u) + (j << v)
+                        for i, j in ((0, 0), (1, 0), (1, 1), (0, 1))]
                 tris += [[quad[0], quad[1], quad[2]], [quad[0], quad[2], quad[3]]]
     return np.concatenate(verts), np.array(tris)
 
@@ -126,13 +129,15 @@ def make_scene(seed):
     patterns[4] = rng.choice([CHECKERS, BRICKS])  # the floor gets tiles
     raycaster = o3d.t.geometry.RaycastingScene()
     verts, tris = box_triangles(boxes)
-    raycaster.add_triangles(o3d.core.Tensor(verts.astype(np.float32)), o3d.core.Tensor(tris.astype(np.uint32)))
+    raycaster.add_triangles(o3d.core.Tensor(verts.astype(np.float32)),
+                            o3d.core.Tensor(tris.astype(np.uint32)))
     return Scene(
         boxes_n23=boxes.astype(np.float32),
         palettes_m43=np.stack([_palette(rng) for _ in range(m)]).astype(np.float32),
         patterns_m=patterns,
         scales_m=rng.uniform(0.08, 0.3, m).astype(np.float32),
-        angles_m=(rng.uniform(0, math.pi, m) * (patterns == STRIPES) + rng.uniform(-0.3, 0.3, m)).astype(np.float32),
+        angles_m=(rng.uniform(0, math.pi, m) * (patterns == STRIPES)
+                  + rng.uniform(-0.3, 0.3, m)).astype(np.float32),
         seeds_m=rng.integers(0, 2**32, m, dtype=np.uint32),
         raycaster=raycaster,
     )
@@ -173,7 +178,8 @@ def value_noise(x, y, seed):
 def _pattern(kind, a, b, s, seed):
     """Palette position in [0, 3] of one pattern at face coordinates (a, b), metres, scale s."""
     if kind == STRIPES:
-        return np.where((a / s) % 1.0 < 0.5, 0.0, 3.0) + np.where((b / (2.3 * s)) % 1.0 < 0.15, 1.0, 0.0)
+        thin = np.where((b / (2.3 * s)) % 1.0 < 0.15, 1.0, 0.0)
+        return np.where((a / s) % 1.0 < 0.5, 0.0, 3.0) + thin
     if kind == CHECKERS:
         return 3.0 * ((np.floor(a / s) + np.floor(b / s)) % 2)
     if kind == BLOBS:
@@ -186,7 +192,8 @@ def _pattern(kind, a, b, s, seed):
         col = np.floor(a / (2 * s) + _hash(row, row, seed))
         mortar = ((b / s) % 1.0 < 0.1) | ((a / (2 * s) + _hash(row, row, seed)) % 1.0 < 0.05)
         return np.where(mortar, 0.0, 0.8 + 2.2 * _hash(col, row, seed + np.uint32(1)))
-    return 3.0 * np.clip(0.7 * value_noise(a / s, b / s, seed) + 0.3 * value_noise(3 * a / s, 3 * b / s, seed), 0, 1)
+    n = 0.7 * value_noise(a / s, b / s, seed) + 0.3 * value_noise(3 * a / s, 3 * b / s, seed)
+    return 3.0 * np.clip(n, 0, 1)
 
 
 def _antialias(scale, footprint):
@@ -195,12 +202,13 @@ def _antialias(scale, footprint):
 
 
 def albedo(scene, points_n3, material_n, footprint_n):
-    """[N, 3] surface colour in [0, 1] at world points on the given materials (pixel size in metres)."""
+    """[N, 3] surface colour in [0, 1] at world points on materials (pixel footprint, metres)."""
     box, axis = material_n // 6, material_n % 6 // 2
     rel = points_n3 - scene.boxes_n23[box, 0]  # face coordinates start at the box's min corner
     u = np.where(axis == 0, rel[:, 1], rel[:, 0])
     v = np.where(axis == 2, rel[:, 1], rel[:, 2])
-    angle, scale, seed = scene.angles_m[material_n], scene.scales_m[material_n], scene.seeds_m[material_n]
+    angle, scale = scene.angles_m[material_n], scene.scales_m[material_n]
+    seed = scene.seeds_m[material_n]
     cos, sin = np.cos(angle), np.sin(angle)
     a, b = u * cos + v * sin, v * cos - u * sin
     position = np.empty(len(points_n3), dtype=np.float32)
@@ -253,7 +261,8 @@ def _wobble(rng, n, offset, drift, shake):
     out = np.full(n, np.clip(rng.normal(0, offset), -2 * offset, 2 * offset))
     for _ in range(2):
         period = rng.uniform(60, 240)
-        out += rng.uniform(0.3, 1.0) * drift * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
+        amplitude = rng.uniform(0.3, 1.0) * drift
+        out += amplitude * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
     return out + shake * _smooth_noise(rng, n, 2.0)
 
 
@@ -279,7 +288,7 @@ def loop_poses(frames, loop_frames, rng):
 
 
 def render(scene, pose_cw, width, height, rng):
-    """(colour [H, W, 3] uint8 RGB, depth [H, W] uint16 mm with NO_DEPTH holes) seen from pose_cw."""
+    """(colour [H, W, 3] uint8 RGB, depth [H, W] uint16 mm, NO_DEPTH holes) seen from pose_cw."""
     f, cx, cy = intrinsics_for(width, height)
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     # Ray directions with camera-frame z = 1, so the hit distance is the depth along z.
@@ -329,7 +338,7 @@ FRAME_FILES = ("color.png", "depth.png", "pose.txt")
 
 @dataclass(frozen=True)
 class SceneSettings:
-    """What make_synthetic_scene.py generates; the last test_sequences sequences are the test split."""
+    """What make_synthetic_scene.py generates; the last test_sequences sequences are for testing."""
 
     width: int = 640
     height: int = 480
@@ -347,7 +356,8 @@ class SceneSettings:
     def check(self):
         """Raises InputError (naming the flag) for settings that make no usable scene."""
         if self.width % 8 or self.height % 8:
-            raise InputError(f"--size {self.width}x{self.height}: width and height must be multiples of 8")
+            raise InputError(f"--size {self.width}x{self.height}: width and height must be "
+                             f"multiples of 8")
         if self.frames < 2:
             raise InputError(f"--frames {self.frames}: need at least 2 frames per sequence")
         if not 1 <= self.sequences <= 99:
@@ -372,6 +382,11 @@ def _png(image):
     return buf.tobytes()
 
 
+def _write_marker(path, settings, complete):
+    record = {"version": VERSION, **asdict(settings), "complete": complete}
+    _write_bytes(path, json.dumps(record).encode())
+
+
 def _format_matrix(m):
     return "".join(" ".join(f"{v:.10f}" for v in row) + "\n" for row in m)
 
@@ -379,6 +394,8 @@ def _format_matrix(m):
 def _prepare_folder(out, settings):
     """True if `out` already holds this scene complete; otherwise makes it ready to be written."""
     marker = out / MARKER
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file (--output_folder)")
     if out.is_dir() and any(out.iterdir()):
         if not marker.is_file():
             raise InputError(f"output folder {out} is not empty and holds no scene made by "
@@ -386,7 +403,8 @@ def _prepare_folder(out, settings):
         try:
             old = json.loads(marker.read_text())
         except (OSError, ValueError):
-            raise InputError(f"cannot read {marker}; delete it or choose another --output_folder") from None
+            raise InputError(f"cannot read {marker}; delete it or choose another "
+                             f"--output_folder") from None
         want = {"version": VERSION, **asdict(settings)}
         if {k: v for k, v in old.items() if k != "complete"} == want:
             return bool(old.get("complete"))
@@ -398,7 +416,7 @@ def _prepare_folder(out, settings):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
     out.mkdir(parents=True, exist_ok=True)
-    _write_bytes(marker, json.dumps({"version": VERSION, **asdict(settings), "complete": False}).encode())
+    _write_marker(marker, settings, complete=False)
     return False
 
 
@@ -427,7 +445,8 @@ def write_scene(out, settings, progress=True):
         for k, pose in enumerate(sequence_poses(settings, s)):
             stem = folder / f"frame-{k:06d}"
             if not all(Path(f"{stem}.{name}").is_file() for name in FRAME_FILES):
-                rgb, depth = render(scene, pose, w, h, np.random.default_rng([settings.seed, 2, s, k]))
+                noise = np.random.default_rng([settings.seed, 2, s, k])
+                rgb, depth = render(scene, pose, w, h, noise)
                 _write_bytes(Path(f"{stem}.color.png"), _png(rgb[:, :, ::-1]))
                 _write_bytes(Path(f"{stem}.depth.png"), _png(depth))
                 _write_bytes(Path(f"{stem}.pose.txt"), _format_matrix(pose).encode())
@@ -439,5 +458,5 @@ def write_scene(out, settings, progress=True):
     names = [f"sequence{s + 1}\n" for s in range(settings.sequences)]
     _write_bytes(out / "TrainSplit.txt", "".join(names[:n_train]).encode())
     _write_bytes(out / "TestSplit.txt", "".join(names[n_train:]).encode())
-    _write_bytes(out / MARKER, json.dumps({"version": VERSION, **asdict(settings), "complete": True}).encode())
+    _write_marker(out / MARKER, settings, complete=True)
     return True

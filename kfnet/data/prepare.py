@@ -6,10 +6,11 @@ camera-to-world pose. Unregistered depth (another focal length, same camera cent
 orientation, as on 7-Scenes' Kinect) is first re-projected into the RGB camera.
 """
 
+import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -80,7 +81,8 @@ def list_frames(dataset, sequences):
         folder = Path(dataset) / seq
         if not folder.is_dir():
             raise InputError(f"sequence folder not found: {folder}")
-        images = sorted(folder.glob("frame-*.color.png")) or sorted(folder.glob("frame-*.color.jpg"))
+        images = sorted(folder.glob("frame-*.color.png"))
+        images = images or sorted(folder.glob("frame-*.color.jpg"))
         if not images:
             raise InputError(f"no frame-*.color.png images in {folder}")
         for image in images:
@@ -104,7 +106,8 @@ def image_size(frames):
         except OSError:
             raise InputError(f"cannot read image {frame.image}") from None
         if size[0] % CELL or size[1] % CELL:
-            raise InputError(f"image {frame.image} is {size[0]}x{size[1]}; sizes must be multiples of {CELL}")
+            raise InputError(f"image {frame.image} is {size[0]}x{size[1]}; sizes must be "
+                             f"multiples of {CELL}")
         if first is None:
             first = (size, frame.image)
         elif size != first[0]:
@@ -159,17 +162,21 @@ def sample_cells(depth_m, radius):
 def scene_label(depth_m, pose_cw, camera, rgb_hw):
     """[h, w, 4] float32 label: world x, y, z (metres) and valid 1/0; invalid cells are all 0."""
     height, width = rgb_hw
+    label = np.zeros((height // CELL, width // CELL, 4), dtype=np.float32)
+    if not np.all(np.isfinite(pose_cw)):  # a frame the tracker lost: no labels
+        return label
     if camera.registered:
         if depth_m.shape != (height, width):
-            raise ValueError(f"registered depth must be {width}x{height}, got {depth_m.shape[::-1]}")
+            raise ValueError(f"registered depth must be {width}x{height}, got "
+                             f"{depth_m.shape[1]}x{depth_m.shape[0]}")
         z = sample_cells(depth_m, 0)
     else:
         z = sample_cells(register_depth(depth_m, camera, rgb_hw), FILL_RADIUS)
     ys, xs = np.mgrid[CELL // 2:height:CELL, CELL // 2:width:CELL]
-    cam = np.stack([(xs - camera.cx) / camera.focal * z, (ys - camera.cy) / camera.focal_y * z, z], -1)
+    x_over_z, y_over_z = (xs - camera.cx) / camera.focal, (ys - camera.cy) / camera.focal_y
+    cam = np.stack([x_over_z * z, y_over_z * z, z], -1)
     world = cam @ pose_cw[:3, :3].T + pose_cw[:3, 3]
-    valid = (z > 0) & np.all(np.isfinite(pose_cw))
-    label = np.zeros(z.shape + (4,), dtype=np.float32)
+    valid = z > 0
     label[valid, :3] = world[valid]
     label[valid, 3] = 1.0
     return label
@@ -179,8 +186,9 @@ def frame_label(frame, camera, rgb_hw):
     """(label, pose is finite) of one frame from its depth and pose files."""
     depth = read_depth(frame.depth)
     if camera.registered and depth.shape != tuple(rgb_hw):
-        raise InputError(f"depth image {frame.depth} is {depth.shape[1]}x{depth.shape[0]}, colour is "
-                         f"{rgb_hw[1]}x{rgb_hw[0]}; registered depth (depth focal = focal) must match")
+        raise InputError(f"depth image {frame.depth} is {depth.shape[1]}x{depth.shape[0]}, "
+                         f"colour is {rgb_hw[1]}x{rgb_hw[0]}; registered depth "
+                         f"(depth focal = focal) must match")
     pose = read_matrix_file(frame.pose)
     return scene_label(depth, pose, camera, rgb_hw), bool(np.all(np.isfinite(pose)))
 
@@ -230,13 +238,21 @@ def format_matrix(matrix_44):
     return "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in matrix_44)
 
 
-def prepare_split(frames, out, camera, rgb_hw, transform, overwrite=False, progress=True, desc=None):
+def prepare_split(frames, out, camera, rgb_hw, transform, overwrite=False, progress=True,
+                  desc=None):
     """Writes labels, image/label/pose lists and transform.txt of one split into `out`.
 
-    Existing labels of the right size are kept unless `overwrite`; lists are written last.
+    Existing labels of the right size are kept unless `overwrite` or they were made from another
+    dataset folder or other intrinsics (recorded in labels/source.json); lists are written last.
     Returns (labels written, labels kept, share of valid cells among written labels).
     """
     height, width = rgb_hw
+    stamp = out / "labels" / "source.json"
+    source = json.dumps({"dataset": str(frames[0].image.parents[1]), **asdict(camera)})
+    if stamp.is_file() and stamp.read_text() != source:
+        overwrite = True
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    write_text(stamp, source)
     expected = (height // CELL) * (width // CELL) * 4 * 4
     written = kept = 0
     valid = []
@@ -266,16 +282,19 @@ def prepare_split(frames, out, camera, rgb_hw, transform, overwrite=False, progr
 def prepare_scene(dataset, out, camera, splits=("train", "test"), overwrite=False, progress=True):
     """Prepares the splits of a 7-Scenes-layout scene into out/<split>/ (SPEC §2 input folders).
 
-    transform.txt always comes from the training split. Returns {split: (written, kept, valid share)}.
+    transform.txt always comes from the training split.
+    Returns {split: (labels written, labels kept, valid share)}.
     """
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise InputError(f"dataset folder not found: {dataset}")
-    frames = {split: list_frames(dataset, read_split(dataset, split)) for split in dict.fromkeys(["train", *splits])}
+    frames = {split: list_frames(dataset, read_split(dataset, split))
+              for split in dict.fromkeys(["train", *splits])}
     width, height = image_size([f for split_frames in frames.values() for f in split_frames])
     if not (0 <= camera.cx < width and 0 <= camera.cy < height):
-        raise InputError(f"principal point ({camera.cx:g}, {camera.cy:g}) lies outside the {width}x{height} "
-                         f"images of {dataset}; give the scene's intrinsics (--scene/--config/--focal --cx --cy)")
+        raise InputError(f"principal point ({camera.cx:g}, {camera.cy:g}) lies outside the "
+                         f"{width}x{height} images of {dataset}; give the scene's intrinsics "
+                         f"(--scene/--config/--focal --cx --cy)")
     transform = scene_transform(frames["train"], camera, (height, width))
     stats = {}
     for split in splits:

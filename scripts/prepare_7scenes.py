@@ -1,0 +1,95 @@
+"""Turns a scene in the 7-Scenes layout (7-Scenes, 12-Scenes folders alike, the synthetic room) into
+the input folders of SPEC §2: OUT/train/ and OUT/test/, each with image_list.txt, label_list.txt,
+pose_list.txt, transform.txt and labels/ (float32 h×w×4 scene coordinates at map resolution).
+
+Intrinsics: --focal/--focal_y/--cx/--cy/--depth_focal override the scene config (--scene or
+--config, else configs/defaults.yaml: 7-Scenes' RGB camera with registered depth). With none of
+these given, a dataset holding intrinsics.txt (fx fy cx cy, written by make_synthetic_scene.py)
+uses it, with registered depth. Real 7-Scenes: pass --scene chess (etc.), whose raw Kinect depth
+(focal 585) is re-projected into the RGB camera (focal 525).
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+
+from kfnet.cli import add_config_flags, add_folder_flag, run
+from kfnet.config import load_config
+from kfnet.data.prepare import SPLIT_FILES, Camera, prepare_scene
+from kfnet.errors import InputError
+
+INTRINSIC_FLAGS = ("focal", "focal_y", "cx", "cy", "depth_focal")
+
+
+def read_intrinsics_file(path):
+    """Camera of an intrinsics.txt `fx fy cx cy` (depth registered to colour)."""
+    try:
+        fx, fy, cx, cy = (float(v) for v in Path(path).read_text().split())
+    except (OSError, ValueError):
+        raise InputError(f"intrinsics file {path} must hold four numbers: fx fy cx cy") from None
+    return Camera(focal=fx, focal_y=fy, cx=cx, cy=cy, depth_focal=fx)
+
+
+def camera_from_args(args):
+    """(Camera, where it came from): flags over the config, or the dataset's intrinsics.txt."""
+    flags = {k: getattr(args, k) for k in INTRINSIC_FLAGS if getattr(args, k) is not None}
+    own = Path(args.dataset_folder) / "intrinsics.txt"
+    if not flags and args.scene is None and args.config is None and own.is_file():
+        return read_intrinsics_file(own), f"{own}"
+    cfg = load_config(args.scene, args.config)
+    focal = float(flags.get("focal", cfg["focal"]))
+    # --focal alone sets both focal lengths; a registered config stays registered.
+    focal_y = flags.get("focal_y") or (focal if "focal" in flags else cfg.get("focal_y") or focal)
+    registered = float(cfg["depth_focal"]) == float(cfg["focal"])
+    depth_focal = flags.get("depth_focal", focal if registered else cfg["depth_focal"])
+    camera = Camera(focal=focal, focal_y=float(focal_y), cx=float(flags.get("cx", cfg["cx"])),
+                    cy=float(flags.get("cy", cfg["cy"])), depth_focal=float(depth_focal))
+    source = args.scene or args.config or "configs/defaults.yaml"
+    return camera, source + (" + flags" if flags else "")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_folder_flag(parser, "dataset_folder", required=True,
+                    help="scene folder with seq-XX/ folders, TrainSplit.txt and TestSplit.txt")
+    add_folder_flag(parser, "output_folder", required=True,
+                    help="where the <split>/ input folders are written")
+    add_config_flags(parser)
+    parser.add_argument("--focal", type=float, help="RGB focal length in pixels (7-Scenes: 525)")
+    parser.add_argument("--focal_y", type=float,
+                        help="vertical RGB focal length (default: --focal)")
+    parser.add_argument("--cx", type=float, help="principal point x in pixels (7-Scenes: 320)")
+    parser.add_argument("--cy", type=float, help="principal point y in pixels (7-Scenes: 240)")
+    parser.add_argument("--depth_focal", type=float,
+                        help="depth camera focal length; differs from --focal when depth is not "
+                             "registered to colour (7-Scenes: 585), equal for registered depth")
+    parser.add_argument("--splits", nargs="+", choices=sorted(SPLIT_FILES),
+                        default=["train", "test"],
+                        help="splits to prepare (default: train test); transform.txt always "
+                             "comes from train")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute labels that already exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    camera, source = camera_from_args(args)
+    print(f"intrinsics from {source}: focal {camera.focal:g}/{camera.focal_y:g}, centre "
+          f"({camera.cx:g}, {camera.cy:g}), depth focal {camera.depth_focal:g}"
+          + ("" if camera.registered else " (re-projecting depth into the colour camera)"))
+    stats = prepare_scene(args.dataset_folder, args.output_folder, camera,
+                          splits=list(dict.fromkeys(args.splits)), overwrite=args.overwrite,
+                          progress=not args.quiet)
+    for split, (written, kept, valid) in stats.items():
+        share = f", {100 * valid:.1f}% valid cells" if valid is not None else ""
+        folder = Path(args.output_folder) / split
+        print(f"{split}: {written} labels written, {kept} kept{share} → {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
