@@ -95,10 +95,11 @@ def test_training_lowers_the_loss(tiny_scene, tmp_path):
     tf.keras.utils.set_random_seed(0)
     assert _train(tiny_scene.train, tmp_path / "m", 1, "--snapshot", "1") == 0
     first = _dataset_nll(data, build_networks(tmp_path / "m", ["scoordnet"], data.image_hw)[0]["scoordnet"])
-    assert _train(tiny_scene.train, tmp_path / "m", 150, "--snapshot", "150", "--base_lr", "1e-3",
-                  "--no_augment") == 0
+    # tiny's stepvalue (4) would all but stop learning within these steps: keep the rate constant.
+    assert _train(tiny_scene.train, tmp_path / "m", 150, "--snapshot", "150", "--base_lr", "3e-4",
+                  "--stepvalue", "1000", "--no_augment") == 0
     last = _dataset_nll(data, build_networks(tmp_path / "m", ["scoordnet"], data.image_hw)[0]["scoordnet"])
-    assert last < first - 0.3, (first, last)
+    assert last < first - 1.0, (first, last)
     del net0
 
 

@@ -1,0 +1,254 @@
+"""Run OFlowNet on every consecutive frame pair of an input folder; write <k-1>_<k>_flow.npy.
+
+    python oflownet/test.py --input_folder IN --output_folder OUT --model_folder M [--scene S]
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np  # noqa: E402
+
+from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+
+EPILOG = """Each file is float32 h x w x 3: flow u, v in map cells from a cell of frame k to its position
+in frame k-1, and confidence 1/sigma_q. With label_list.txt the warped previous labels are compared
+with frame k's (cm); with pose_list.txt too, the flow is compared with the flow the poses give
+(cells), using the intrinsics of --scene/--config."""
+
+
+def flow_file(folder, k):
+    """OUT/<k-1>_<k>_flow.npy: the flow of pair (k − 1, k)."""
+    return Path(folder) / f"{k - 1}_{k}_flow.npy"
+
+
+def warped_labels(flow_bhw2, coords_prev_bhw3, mask_prev_bhw1):
+    """(previous labels warped by the flow [B, h, w, 3], [B, h, w] bool: the sample point is in
+    view and every bilinear neighbour it mixes is a valid previous label)."""
+    from kfnet.filter import in_view, warp
+
+    prior = warp(coords_prev_bhw3, flow_bhw2)
+    full = warp(mask_prev_bhw1, flow_bhw2)[..., 0] > 1 - 1e-4
+    return prior, full & in_view(flow_bhw2)[..., 0]
+
+
+def label_errors_cm(prior_hw3, usable_hw, coords_cur_hw3, mask_cur_hw1):
+    """[n] distances (cm) of a prior to the current labels, over usable cells with a valid label."""
+    valid = (mask_cur_hw1[..., 0] > 0.5) & usable_hw
+    return 100.0 * np.linalg.norm(prior_hw3 - coords_cur_hw3, axis=-1)[valid]
+
+
+def ground_truth_flow(world_cur_hw3, mask_cur_hw1, world_prev_hw3, mask_prev_hw1, pose_prev_cw,
+                      camera_33):
+    """([h, w, 2] flow in cells that frame k−1's pose and intrinsics give each labelled cell of frame k,
+    [h, w] bool where it is known: in front, in view, and not hidden in frame k−1)."""
+    from kfnet.geometry import CELL, transform_points
+    from kfnet.poses import invert_rigid
+
+    h, w = mask_cur_hw1.shape[:2]
+    to_cam = invert_rigid(pose_prev_cw)
+    cam = transform_points(to_cam, world_cur_hw3)
+    z = cam[..., 2]
+    safe_z = np.where(z > 1e-6, z, 1.0)
+    u = camera_33[0, 0] * cam[..., 0] / safe_z + camera_33[0, 2]
+    v = camera_33[1, 1] * cam[..., 1] / safe_z + camera_33[1, 2]
+    pos = np.stack([(u - CELL // 2) / CELL, (v - CELL // 2) / CELL], axis=-1)
+    jj, ii = np.meshgrid(np.arange(w), np.arange(h))
+    flow = pos - np.stack([jj, ii], axis=-1)
+    x, y = pos[..., 0], pos[..., 1]
+    inside = (z > 1e-6) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    # Visibility: the previous label nearest the projection must be valid and about as far from
+    # the camera (10 % of the depth, loose enough for slanted surfaces half a cell away).
+    ni = np.clip(np.rint(pos[..., 1]), 0, h - 1).astype(int)
+    nj = np.clip(np.rint(pos[..., 0]), 0, w - 1).astype(int)
+    near_z = transform_points(to_cam, world_prev_hw3[ni, nj])[..., 2]
+    visible = (mask_prev_hw1[ni, nj, 0] > 0.5) & (np.abs(near_z - z) <= 0.1 * np.abs(z))
+    return flow, (mask_cur_hw1[..., 0] > 0.5) & inside & visible
+
+
+class PairScores:
+    """Per-pair and overall errors of the flow against labels (and poses, when given)."""
+
+    def __init__(self, camera_33, poses_n44, to_world_44):
+        self.camera, self.poses, self.to_world = camera_33, poses_n44, to_world_44
+        self.coord_cm, self.still_cm, self.flow_cells, self.gt_cells = [], [], [], []
+
+    def add(self, k, flow_hw3, prior_hw3, usable_hw, label_prev, label_cur):
+        """Scores pair (k − 1, k); returns its report line."""
+        (coords_prev, mask_prev), (coords_cur, mask_cur) = label_prev, label_cur
+        err = label_errors_cm(prior_hw3, usable_hw, coords_cur, mask_cur)
+        self.coord_cm.append(err)
+        # Baseline: no motion at all, i.e. the previous label at the same cell.
+        self.still_cm.append(label_errors_cm(coords_prev, mask_prev[..., 0] > 0.5, coords_cur, mask_cur))
+        line = f"pair {k - 1}_{k}: warped label error mean {_mean(err):.2f} cm"
+        if self.poses is not None:
+            from kfnet.geometry import transform_points
+
+            gt, known = ground_truth_flow(transform_points(self.to_world, coords_cur), mask_cur,
+                                          transform_points(self.to_world, coords_prev), mask_prev,
+                                          self.poses[k - 1], self.camera)
+            epe = np.linalg.norm(flow_hw3[..., :2] - gt, axis=-1)[known]
+            self.flow_cells.append(epe)
+            self.gt_cells.append(np.linalg.norm(gt, axis=-1)[known])
+            line += f", flow error {_mean(epe):.3f} cells"
+        return line
+
+    def summary(self):
+        err, still = np.concatenate(self.coord_cm), np.concatenate(self.still_cm)
+        out = {"warped_label_mean_cm": _mean(err), "warped_label_median_cm": _median(err),
+               "warped_label_within_5cm": _mean(err <= 5.0), "zero_flow_mean_cm": _mean(still),
+               "label_cells": int(err.size), "labelled_pairs": len(self.coord_cm)}
+        if self.flow_cells:
+            epe, gt = np.concatenate(self.flow_cells), np.concatenate(self.gt_cells)
+            out.update(flow_error_mean_cells=_mean(epe), flow_error_median_cells=_median(epe),
+                       ground_truth_flow_mean_cells=_mean(gt), flow_cells=int(epe.size))
+        return out
+
+    def summary_lines(self):
+        s = self.summary()
+        lines = [f"OFlowNet: previous labels warped onto the current frame ({s['labelled_pairs']} pairs, "
+                 f"{s['label_cells']} cells): mean {s['warped_label_mean_cm']:.2f} cm, median "
+                 f"{s['warped_label_median_cm']:.2f} cm, {100 * s['warped_label_within_5cm']:.1f} % within "
+                 f"5 cm (zero flow: mean {s['zero_flow_mean_cm']:.2f} cm)"]
+        if "flow_error_mean_cells" in s:
+            lines.append(f"OFlowNet: flow error mean {s['flow_error_mean_cells']:.3f} cells, median "
+                         f"{s['flow_error_median_cells']:.3f} cells (ground-truth flow mean "
+                         f"{s['ground_truth_flow_mean_cells']:.3f} cells = the error of zero flow; "
+                         f"{s['flow_cells']} cells)")
+        return lines
+
+
+def _mean(x):
+    return float(np.mean(x)) if np.size(x) else float("nan")
+
+
+def _median(x):
+    return float(np.median(x)) if np.size(x) else float("nan")
+
+
+def main(argv=None):
+    from kfnet.testing import test_settings, testing_parser
+
+    p = testing_parser(__doc__.splitlines()[0])
+    p.epilog = EPILOG
+    args = p.parse_args(argv)
+    quiet_tensorflow()
+    import time
+
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from kfnet import outputs
+    from kfnet.config import intrinsics, load_config
+    from kfnet.data.pipelines import test_dataset
+    from kfnet.data.scene import load_input_folder
+    from kfnet.errors import InputError
+    from kfnet.poses import invert_rigid
+    from kfnet.testing import build_networks
+
+    if args.batch_size <= 0:
+        raise InputError(f"--batch_size must be positive, got {args.batch_size}")
+    cfg_full = load_config(args.scene, args.config)
+    cfg = test_settings(args, "oflownet")
+    data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
+    nets, ckpt = build_networks(args.model_folder, ["oflownet"], data.image_hw, cfg_full)
+    net = nets["oflownet"]
+    out = Path(args.output_folder)
+    starts = data.sequence_starts
+    signature = {"stage": "oflownet", "checkpoint": ckpt, "sequence_length": cfg.get("sequence_length"),
+                 "input_folder": str(Path(args.input_folder).resolve())}
+    outputs.open_output_folder(out, signature)
+
+    h, w = data.map_hw
+    camera = intrinsics(cfg)
+    poses = None
+    if data.has_labels and data.pose_paths is not None:
+        if 0 <= camera[0, 2] <= data.image_hw[1] and 0 <= camera[1, 2] <= data.image_hw[0]:
+            poses = data.read_poses()
+        else:
+            print(f"note: the config's principal point ({camera[0, 2]:g}, {camera[1, 2]:g}) lies outside "
+                  f"the {data.image_hw[1]}x{data.image_hw[0]} images; no flow error (pass --scene)")
+    to_world = invert_rigid(data.transform)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *data.image_hw, 3], tf.float32)])
+    def features(images):
+        return net.features(images)
+
+    feat_spec = tf.TensorSpec([None, h, w, net.tower.channels], tf.float32)
+
+    @tf.function(input_signature=[feat_spec, feat_spec])
+    def flow_of(feat_prev, feat_cur):
+        flow, sigma_q = net.flow_from_features(feat_prev, feat_cur)
+        return tf.concat([flow, 1.0 / tf.maximum(sigma_q, 1e-12)], axis=-1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 2], tf.float32),
+                                  tf.TensorSpec([None, h, w, 3], tf.float32),
+                                  tf.TensorSpec([None, h, w, 1], tf.float32)])
+    def warp_labels(flow, coords_prev, mask_prev):
+        return warped_labels(flow, coords_prev, mask_prev)
+
+    pairs = [k for k in range(len(data)) if not starts[k]]
+    todo = {k for k in pairs if not flow_file(out, k).exists()}
+    if len(todo) < len(pairs):
+        print(f"{len(pairs) - len(todo)} of {len(pairs)} flow maps already in {out}; computing the rest")
+    needed = todo | {k - 1 for k in todo}  # frames whose features a remaining pair uses
+    scores = PairScores(camera, poses, to_world) if data.has_labels else None
+    last = None  # (k, features, label) of the previous batch's last frame
+    computed, net_seconds, t0 = 0, 0.0, time.time()
+    bar = tqdm(total=len(data), desc="oflownet test", unit="frame", disable=not args.progress)
+    for batch in test_dataset(data, args.batch_size):
+        ks = [int(k) for k in batch["index"].numpy()]
+        feats = None
+        if needed & set(ks):
+            t = time.time()
+            feats = features(batch["image"])
+            net_seconds += time.time() - t
+            computed += len(ks)
+        frames = [(k, None if feats is None else feats[i],
+                   (batch["coords"][i].numpy(), batch["mask"][i].numpy()) if data.has_labels else None)
+                  for i, k in enumerate(ks)]
+        chain = ([last] if last is not None else []) + frames
+        links = [(a, b) for a, b in zip(chain[:-1], chain[1:]) if not starts[b[0]]]
+        run_pairs = [(a, b) for a, b in links if b[0] in todo]
+        flows = {}
+        if run_pairs:
+            t = time.time()
+            result = flow_of(tf.stack([a[1] for a, _ in run_pairs]),
+                             tf.stack([b[1] for _, b in run_pairs])).numpy()
+            net_seconds += time.time() - t
+            for (_, b), f in zip(run_pairs, result):
+                outputs.save_npy(flow_file(out, b[0]), f)
+                flows[b[0]] = f
+        if scores is not None and links:
+            flow = np.stack([flows[b[0]] if b[0] in flows else np.load(flow_file(out, b[0]))
+                             for _, b in links])
+            prior, usable = warp_labels(flow[..., :2], np.stack([a[2][0] for a, _ in links]),
+                                        np.stack([a[2][1] for a, _ in links]))
+            for n, (a, b) in enumerate(links):
+                line = scores.add(b[0], flow[n], prior[n].numpy(), usable[n].numpy(), a[2], b[2])
+                if not args.quiet:
+                    bar.write(line)
+        last = frames[-1]
+        bar.update(len(ks))
+    bar.close()
+    seconds = time.time() - t0
+
+    summary = {"pairs": len(pairs), "computed_frames": computed,
+               "frames_per_second": computed / seconds if computed else None,
+               "network_frames_per_second": computed / net_seconds if computed and net_seconds else None}
+    if scores is not None:
+        summary.update(scores.summary())
+        for line in scores.summary_lines():
+            print(line)
+    outputs.mark_complete(out, {"oflownet": summary})
+    if computed:
+        print(f"{computed} frames in {seconds:.1f} s: {summary['frames_per_second']:.1f} frames/s "
+              f"(network alone {summary['network_frames_per_second']:.1f} frames/s)")
+    print(f"wrote {len(pairs)} flow maps to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,67 @@
+"""Train OFlowNet on consecutive frame pairs (stage 2, SPEC §5.2); scene-independent.
+
+    python oflownet/train.py --input_folder IN --model_folder M [--scene S | --config F] [--noise]
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+
+
+def parser():
+    from kfnet.training import training_parser
+
+    p = training_parser(__doc__.splitlines()[0], scene_required=False)
+    p.add_argument("--noise", action="store_const", const=True,
+                   help="previous state = ground truth + Gaussian noise of sigma ~ U(0.005, 0.01) m "
+                        "per pair, with that sigma as its uncertainty (config: noise)")
+    p.epilog = ("Without --scene/--config the defaults (the paper's schedule, width 1.0) apply; the "
+                "config's oflownet: section overrides its top-level keys.")
+    return p
+
+
+def main(argv=None):
+    from kfnet.training import setup_hardware, stage_settings
+
+    args = parser().parse_args(argv)
+    quiet_tensorflow()
+    from kfnet.data.pipelines import consecutive_pairs, pair_dataset
+    from kfnet.data.scene import load_input_folder
+    from kfnet.errors import InputError
+    from kfnet.trainer import Trainer, seed_everything
+    from oflownet.training import OFlowNetStage
+
+    cfg = stage_settings(args, "oflownet")
+    if args.noise:
+        cfg["noise"] = True
+    data = load_input_folder(args.input_folder, cfg.get("sequence_length"))
+    pairs = len(consecutive_pairs(data))
+    if pairs == 0:
+        raise InputError(f"{args.input_folder} has no two consecutive frames of one sequence to train on")
+    strategy = setup_hardware(args, int(cfg["batch_size"]))
+    seed_everything(cfg["seed"])
+    with strategy.scope():
+        stage = OFlowNetStage(width=cfg["width"], noise=bool(cfg.get("noise")), seed=int(cfg["seed"]))
+    trainer = Trainer(stage, args.model_folder, cfg, strategy, "oflownet",
+                      widths={"oflownet": float(cfg["width"])},
+                      mixed_precision=args.mixed_precision, xla=args.xla)
+    stage.step = trainer.optimizer.iterations  # noise draws follow the step, also after resuming
+    trainer.restore_or_init()
+    print(f"OFlowNet: {pairs} pairs (both directions) of {len(data)} frames {data.image_hw[1]}x"
+          f"{data.image_hw[0]}, width {cfg['width']}, {stage.net.count_params():,} parameters, "
+          f"noise {'on' if stage.noise else 'off'}, steps {trainer.step}→{cfg['max_steps']}")
+
+    def make_dataset(start_step):
+        return pair_dataset(data, int(cfg["batch_size"]), augment=bool(cfg["augment"]),
+                            seed=int(cfg["seed"]), start_step=start_step)
+
+    return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
+                       snapshot=int(cfg["snapshot"]), progress=args.progress)
+
+
+if __name__ == "__main__":
+    run(main)
