@@ -199,8 +199,11 @@ def test_augmented_labels_follow_the_image():
         valid = out_mask[..., 0] > 0
         assert valid.sum() > 0.3 * h * w
         shown = out_img[4::8, 4::8, :2][valid]  # what the image shows at each valid cell centre
-        # Nearest-cell labels are off by at most half a cell (plus resampling of the ramp).
-        assert np.abs(shown - out_coords[valid][:, :2]).max() <= 4.0 * 1.5 + 1.0
+        err = np.abs(shown - out_coords[valid][:, :2])
+        # Labels are interpolated on this (planar) label map: off by a fraction of a pixel,
+        # except next to the map border, where the nearest cell (within half a cell) is taken.
+        assert np.median(err) < 0.05
+        assert err.max() <= 4.0 * 1.5 + 1.0
         assert np.all(out_coords[~valid] == 0)
 
 
@@ -215,3 +218,17 @@ def test_augmentation_photometric_range_and_pair_consistency():
     assert out.min() >= 0 and out.max() <= 255
     np.testing.assert_array_equal(out[0], out[1])  # the same change for both frames of a pair
     np.testing.assert_array_equal(out_mask[0], out_mask[1])
+
+
+def test_augmented_labels_do_not_blend_across_depth_edges():
+    height, width = 96, 128
+    h, w = height // 8, width // 8
+    jj, ii = np.meshgrid(np.arange(w), np.arange(h))
+    z = np.where(jj < w // 2, 1.0, 5.0)  # two walls, 4 m apart, meeting at column 8
+    coords = np.stack([0.05 * jj, 0.05 * ii, z], -1).astype(np.float32)[None]
+    mask = np.ones((1, h, w, 1), np.float32)
+    for seed in range(20):
+        matrix = random_geometry(tf.constant([seed, 5], tf.int64), (height, width))
+        out, out_mask = (t.numpy()[0] for t in warp_labels(coords, mask, matrix, (height, width)))
+        zs = out[..., 2][out_mask[..., 0] > 0]
+        assert np.all(np.isin(zs, [1.0, 5.0])), np.unique(zs)

@@ -82,12 +82,17 @@ def warp_images(images_nhw3, matrix_33):
 
 
 def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
-    """Nearest-cell resampling of [N, h, w, ·] labels through the same pixel map.
+    """Resamples [N, h, w, ·] labels through the same pixel map as the image.
 
-    Output cell (i, j) takes the input cell containing the mapped image point of its centre
-    pixel (8j+4, 8i+4); points outside the image, or on invalid cells, become invalid.
+    Output cell (i, j) looks up the mapped image point of its centre pixel (8j+4, 8i+4) in the
+    label map (whose cell centres sit at pixels 8j+4, 8i+4). Where the four surrounding cells are
+    valid and form a continuous surface, the coordinates are interpolated bilinearly, so labels
+    follow the image to a fraction of a cell as the original's full-resolution labels did;
+    across depth discontinuities and next to invalid cells the nearest cell is taken instead.
+    Points outside the image, or on invalid cells, become invalid.
     """
     h, w = image_hw[0] // CELL, image_hw[1] // CELL
+    n = tf.shape(coords_nhw3)[0]
     jj, ii = tf.meshgrid(tf.range(w, dtype=tf.float32), tf.range(h, dtype=tf.float32))
     centres = tf.stack([CELL * jj + CELL / 2, CELL * ii + CELL / 2, tf.ones_like(jj)], -1)
     src = tf.linalg.matvec(matrix_33, centres)
@@ -95,13 +100,33 @@ def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
     # Only points whose bilinear neighbours all lie in the image: nearer the border the
     # image is blended with the zero fill.
     inside = ((src_x >= 0) & (src_x <= image_hw[1] - 1) & (src_y >= 0) & (src_y <= image_hw[0] - 1))
-    col = tf.clip_by_value(tf.cast(tf.floor((src_x + 0.5) / CELL), tf.int32), 0, w - 1)
-    row = tf.clip_by_value(tf.cast(tf.floor((src_y + 0.5) / CELL), tf.int32), 0, h - 1)
-    flat = row * w + col  # [h, w] index of the source cell
-    n = tf.shape(coords_nhw3)[0]
-    coords = tf.gather(tf.reshape(coords_nhw3, [n, h * w, 3]), flat, axis=1)
-    mask = tf.gather(tf.reshape(mask_nhw1, [n, h * w, 1]), flat, axis=1)
-    mask = mask * tf.cast(inside, mask.dtype)[None, :, :, None]
+    flat_coords = tf.reshape(coords_nhw3, [n, h * w, 3])
+    flat_mask = tf.reshape(mask_nhw1, [n, h * w, 1])
+
+    def cells(row, col):
+        index = tf.clip_by_value(row, 0, h - 1) * w + tf.clip_by_value(col, 0, w - 1)
+        return tf.gather(flat_coords, index, axis=1), tf.gather(flat_mask, index, axis=1)
+
+    # Nearest cell: the one whose 8×8 pixel block contains the point.
+    near_coords, near_mask = cells(tf.cast(tf.floor((src_y + 0.5) / CELL), tf.int32),
+                                   tf.cast(tf.floor((src_x + 0.5) / CELL), tf.int32))
+    # Bilinear between the four cell centres around the point.
+    u, v = (src_x - CELL / 2) / CELL, (src_y - CELL / 2) / CELL
+    u0, v0 = tf.floor(u), tf.floor(v)
+    fu, fv = (u - u0)[None, :, :, None], (v - v0)[None, :, :, None]
+    c0, r0 = tf.cast(u0, tf.int32), tf.cast(v0, tf.int32)
+    (x00, m00), (x01, m01) = cells(r0, c0), cells(r0, c0 + 1)
+    (x10, m10), (x11, m11) = cells(r0 + 1, c0), cells(r0 + 1, c0 + 1)
+    on_map = (u0 >= 0) & (v0 >= 0) & (u0 + 1 <= w - 1) & (v0 + 1 <= h - 1)
+    valid4 = (m00 * m01 * m10 * m11 > 0) & on_map[None, :, :, None]
+    # A continuous surface: no side of the quad much longer than its shortest one.
+    sides = tf.stack([tf.norm(a - b, axis=-1) for a, b in
+                      ((x00, x01), (x10, x11), (x00, x10), (x01, x11))], -1)
+    smooth = (tf.reduce_max(sides, -1) <= 3.0 * tf.reduce_min(sides, -1) + 1e-3)[..., None]
+    blend = (x00 * (1 - fu) * (1 - fv) + x01 * fu * (1 - fv)
+             + x10 * (1 - fu) * fv + x11 * fu * fv)
+    coords = tf.where(valid4 & smooth, blend, near_coords)
+    mask = near_mask * tf.cast(inside, near_mask.dtype)[None, :, :, None]
     return coords * mask, mask
 
 
