@@ -5,9 +5,14 @@ A stage object owns its networks and its loss; the Trainer owns the optimizer, t
 TensorBoard writer under `<model_folder>/log`, signals and the progress bar. Initial weights
 (e.g. the pre-trained stages KFNet starts from) are loaded only when the folder holds no
 checkpoint of its own, so a resumed run never goes back to them.
+
+Every step runs through a tf.distribute strategy (kfnet/distribute.py). Only the chief writes
+the model folder; other workers of a multi-worker run save into a scratch folder (saving takes
+part in collective ops) that is removed when training ends, and resume from the chief's folder.
 """
 
 import math
+import shutil
 import signal
 import sys
 import tempfile
@@ -19,7 +24,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from kfnet.checkpoints import write_model_info
-from kfnet.distribute import is_chief, num_replicas
+from kfnet.distribute import check_xla, is_chief, needs_loss_scaling
 from kfnet.errors import InputError
 from kfnet.losses import weight_decay
 
@@ -44,6 +49,7 @@ class Trainer:
 
     `stage.loss(batch)` runs in replica context and returns (loss, metrics dict) whose values
     add up over replicas to the global-batch values (see kfnet.distribute.global_mean).
+    With `xla`, each replica's step (forward, backward, Adam update) is one XLA program.
     """
 
     def __init__(self, stage, model_folder, cfg, strategy, stage_name, widths,
@@ -55,29 +61,40 @@ class Trainer:
         self.model_folder = Path(model_folder)
         if self.model_folder.exists() and not self.model_folder.is_dir():
             raise InputError(f"--model_folder {model_folder} is a file, not a folder")
-        # Non-chief workers must save too (collective ops), but into a scratch folder.
-        self.save_folder = self.model_folder if self.chief else Path(tempfile.mkdtemp(prefix="kfnet-worker-"))
+        if xla:
+            check_xla(strategy)
         self.stage_name = stage_name
         self.widths = widths
         self.xla = xla
         self.stop_signal = None
+        self.loss_scaling = bool(mixed_precision) and needs_loss_scaling()
         with strategy.scope():
-            optimizer = keras.optimizers.Adam(StepSchedule(cfg["base_lr"], cfg["stepvalue"]))
-            if mixed_precision:
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            self.optimizer = optimizer
+            # The training step (which sets the learning rate) is kept apart from Adam's own
+            # iteration count (which sets its bias correction): a stage that starts at step
+            # 4·stepvalue (KFNet) must not skip Adam's warm-up correction of fresh moments.
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            schedule = StepSchedule(cfg["base_lr"], cfg["stepvalue"])
+            self.adam = keras.optimizers.Adam(lambda: schedule(self.global_step))
+            self.optimizer = (keras.optimizers.LossScaleOptimizer(self.adam) if self.loss_scaling
+                              else self.adam)
             self.variables = stage.trainable_variables()
             self.optimizer.build(self.variables)
-            self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **stage.nets)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.save_folder),
-                                                  max_to_keep=int(cfg.get("keep", 3)))
+            # Adam itself is saved, not the loss-scale wrapper: a run resumes with or without
+            # --mixed_precision (the dynamic loss scale then starts afresh).
+            self.checkpoint = tf.train.Checkpoint(optimizer=self.adam, step=self.global_step, **stage.nets)
+        self.keep = int(cfg.get("keep", 3))
+        # Every worker resumes from the chief's folder (shared storage across machines); only the
+        # chief writes it.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.model_folder), self.keep)
 
     @property
     def step(self):
-        return int(self.optimizer.iterations.numpy())
+        return int(self.global_step.numpy())
 
     def restore_or_init(self, init_fn=None, start_step=0):
         """Resumes from the newest restorable checkpoint; otherwise init_fn() and start_step."""
+        resumed = False
         for path in reversed(self.manager.checkpoints):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
@@ -86,38 +103,68 @@ class Trainer:
                       file=sys.stderr)
                 continue
             print(f"resuming from {path} at step {self.step}")
-            return True
-        if init_fn is not None:
-            init_fn()
-        if start_step:
-            self.optimizer.iterations.assign(start_step)
-        return False
+            resumed = True
+            break
+        if not resumed:
+            if init_fn is not None:
+                init_fn()
+            if start_step:
+                self.global_step.assign(start_step)
+        self._check_workers_agree()
+        return resumed
+
+    def _check_workers_agree(self):
+        """Stops when workers start from different steps (a model folder not every worker sees)."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return
+
+        @tf.function
+        def summed_steps():
+            steps = self.strategy.run(lambda: tf.cast(self.global_step, tf.float64))
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, steps, axis=None)
+
+        if float(summed_steps()) != self.step * self.strategy.num_replicas_in_sync:
+            raise InputError(f"workers start from different steps (this one: {self.step}); "
+                             f"--model_folder {self.model_folder} must be one folder every worker sees")
 
     def _gradients(self, batch):
-        """(gradients, metrics) of one replica's part of the batch; the part XLA may compile."""
+        """(gradients, metrics) of this replica's part of the global batch."""
         with tf.GradientTape() as tape:
             loss, metrics = self.stage.loss(batch)
-            decay = weight_decay(self.variables, float(self.cfg["weight_decay"])) / num_replicas()
+            # Divided by the number of replicas: the optimizer sums the replicas' gradients.
+            decay = tf.nn.scale_regularization_loss(
+                weight_decay(self.variables, float(self.cfg["weight_decay"])))
             total = loss + decay
-            scaled = (self.optimizer.scale_loss(total)
-                      if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) else total)
+            scaled = self.optimizer.scale_loss(total) if self.loss_scaling else total
         grads = tape.gradient(scaled, self.variables)
         return grads, {"loss": total, "weight_decay": decay, **metrics}
 
-    def _make_step(self):
-        gradients = tf.function(self._gradients, jit_compile=True) if self.xla else self._gradients
+    def _replica_step(self, batch):
+        grads, metrics = self._gradients(batch)
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+        return metrics
 
-        def replica_step(batch):
-            grads, metrics = gradients(batch)
-            self.optimizer.apply_gradients(zip(grads, self.variables))
-            return metrics
+    def make_step(self):
+        """tf.function: one global batch (distributed) → metrics summed over replicas."""
+        replica_step = self._replica_step
+        if self.xla:
+            replica_step = tf.function(replica_step, jit_compile=True)
 
+        @tf.function
         def step(batch):
             per_replica = self.strategy.run(replica_step, args=(batch,))
+            self.global_step.assign_add(1)
             return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                     for k, v in per_replica.items()}
 
-        return tf.function(step)
+        return step
+
+    def distribute(self, dataset):
+        """The global-batch dataset split over replicas (and over workers, element-wise)."""
+        options = tf.data.Options()
+        # Every worker builds the same deterministic stream and keeps its part of each global batch.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     def _on_signal(self, signum, frame):
         if self.stop_signal is not None:  # second signal: stop now
@@ -126,8 +173,8 @@ class Trainer:
         print(f"\nstopping after this step ({signal.Signals(signum).name}); saving a checkpoint",
               file=sys.stderr)
 
-    def save(self):
-        path = self.manager.save(checkpoint_number=self.step)
+    def save(self, manager=None):
+        path = (manager or self.manager).save(checkpoint_number=self.step)
         if self.chief:
             write_model_info(self.model_folder, self.stage_name, self.widths)
         return path
@@ -141,9 +188,12 @@ class Trainer:
         if start >= max_steps:
             print(f"already trained: step {start} of {max_steps}")
             return 0
-        dataset = self.strategy.experimental_distribute_dataset(make_dataset(start))
-        step_fn = self._make_step()
+        dataset = self.distribute(make_dataset(start))
+        step_fn = self.make_step()
         writer = tf.summary.create_file_writer(str(self.model_folder / "log")) if self.chief else None
+        scratch = None if self.chief else Path(tempfile.mkdtemp(prefix="kfnet-worker-"))
+        manager = (self.manager if scratch is None
+                   else tf.train.CheckpointManager(self.checkpoint, str(scratch), max_to_keep=1))
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=max_steps, initial=start, desc=self.stage_name, unit="step",
                    disable=not (progress and self.chief), dynamic_ncols=True)
@@ -169,7 +219,7 @@ class Trainer:
                             tf.summary.scalar("learning_rate", float(self.optimizer.learning_rate))
                             tf.summary.scalar("steps_per_second", rate)
                 if step % snapshot == 0 or step >= max_steps or self.stop_signal is not None:
-                    self.save()
+                    self.save(manager)
                     last_saved = step
                 if step >= max_steps or self.stop_signal is not None:
                     break
@@ -179,17 +229,16 @@ class Trainer:
                 signal.signal(s, handler)
             if writer is not None:
                 writer.flush()
-            if not self.chief:
-                import shutil
-
-                shutil.rmtree(self.save_folder, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         if self.stop_signal == "nan":
             return 1
         if self.stop_signal is not None:
             print(f"saved step {last_saved} to {self.model_folder}; run the same command to resume",
                   file=sys.stderr)
             return 130
-        print(f"finished step {self.step}; checkpoint in {self.model_folder}")
+        where = self.model_folder if self.chief else f"{self.model_folder} (written by the chief)"
+        print(f"finished step {self.step}; checkpoint in {where}")
         return 0
 
 

@@ -31,15 +31,21 @@ def training_parser(description, scene_required=True, width_flag=True):
     g.add_argument("--no_augment", dest="augment", action="store_const", const=False,
                    help="turn data augmentation off")
     g.add_argument("--sequence_length", type=int, help="frames per sequence (default: parent folder)")
-    d = p.add_argument_group("hardware")
+    d = p.add_argument_group("hardware (see README: Training on several GPUs / machines)")
     d.add_argument("--strategy", choices=STRATEGIES, default="default",
-                   help="tf.distribute strategy: one device, MirroredStrategy over local GPUs "
-                        "(or --cpu_replicas), MultiWorkerMirroredStrategy from TF_CONFIG")
+                   help="tf.distribute strategy: default = one device; mirrored = MirroredStrategy over "
+                        "the visible GPUs (or --cpu_replicas CPU devices); multiworker = "
+                        "MultiWorkerMirroredStrategy over the machines in TF_CONFIG. --batch_size is "
+                        "the global batch, split evenly over all replicas")
     d.add_argument("--cpu_replicas", type=int, default=0,
-                   help="split the CPU into N logical devices (testing mirrored without GPUs)")
+                   help="split the CPU into N logical devices, so that --strategy mirrored runs N "
+                        "replicas without GPUs (for testing; no speed-up)")
     d.add_argument("--mixed_precision", action="store_true",
-                   help="mixed_float16 on GPU / mixed_bfloat16 on CPU (outputs stay float32)")
-    d.add_argument("--xla", action="store_true", help="jit-compile the train step with XLA")
+                   help="compute in mixed_float16 on GPU (with loss scaling) / mixed_bfloat16 on CPU; "
+                        "weights, network outputs, losses and the filter stay float32")
+    d.add_argument("--xla", action="store_true",
+                   help="compile each replica's train step (forward, backward, update) with XLA; "
+                        "several replicas need GPUs")
     d.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -59,11 +65,13 @@ def stage_settings(args, stage):
 
 def setup_hardware(args, batch_size):
     """Strategy and precision policy; the global batch must split evenly over replicas."""
-    from kfnet.distribute import make_strategy, set_mixed_precision
+    from kfnet.distribute import check_xla, make_strategy, set_mixed_precision
 
     strategy = make_strategy(args.strategy, args.cpu_replicas)
     if batch_size % strategy.num_replicas_in_sync:
-        raise InputError(f"--batch_size {batch_size} does not split over "
+        raise InputError(f"--batch_size {batch_size} (global) does not split evenly over "
                          f"{strategy.num_replicas_in_sync} replicas")
+    if args.xla:
+        check_xla(strategy)
     set_mixed_precision(args.mixed_precision)
     return strategy

@@ -37,4 +37,5 @@ class FeatureTower(keras.layers.Layer):
         x = (tf.cast(images_bhw3, tf.float32) - 128.0) * 0.00625
         for conv in self.convs():
             x = conv(x)
-        return tf.nn.l2_normalize(x, axis=-1)
+        # Normalized in float32: under mixed precision the squared sum would keep only 8 bits.
+        return tf.nn.l2_normalize(tf.cast(x, tf.float32), axis=-1)

@@ -64,8 +64,10 @@ class FlowNet(keras.layers.Layer):
         y = self.conv4(tf.concat([self.upconv2(x3), x2], axis=-1))
         y = self.conv5(tf.concat([self.upconv1(y), x1], axis=-1))
         y = self.conv6(tf.concat([self.upconv0(y), x0], axis=-1))
-        logits = tf.reshape(self.prediction(y), [-1, 64])  # row-major (dy, dx), as the cost volume
-        noise = self.uncertainty(self.fc2(self.fc1(tf.reshape(x3, [-1, x3.shape[-1]]))))
+        # Outputs in float32 (also under mixed precision): softmax and exp need its range and bits.
+        logits = tf.cast(tf.reshape(self.prediction(y), [-1, 64]), tf.float32)  # row-major (dy, dx)
+        noise = tf.cast(self.uncertainty(self.fc2(self.fc1(tf.reshape(x3, [-1, x3.shape[-1]])))),
+                        tf.float32)
         return logits, 0.01 * tf.exp(noise)
 
     def layers_by_name(self):

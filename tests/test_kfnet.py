@@ -65,10 +65,32 @@ def test_training_starts_from_both_stages_on_the_last_learning_rate_step(tiny_sc
     # tiny: kfnet stepvalue 2 → start at step 8, max_steps 5 × 2 = 10.
     assert "steps 8→10" in printed and "finished step 10" in printed
     reader = tf.train.load_checkpoint(str(tmp_path / "k" / "ckpt-10"))
-    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 10
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 10
+    # Adam counts its own 2 updates: its bias correction starts afresh with the fresh moments.
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
     # Resuming its own checkpoint ignores the initial weights.
     assert _kfnet_train(tiny_scene, tmp_path / "k", "--max_steps", "12") == 0
     assert "resuming from" in capsys.readouterr().out
+
+
+def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_path):
+    """Adam's first update moves every weight by at most the learning rate (here 5e-4 / 2⁴,
+    the last step of the schedule); skipping the bias correction would move them 3.16× as far."""
+    assert train_scoordnet(tiny_scene.train, tmp_path / "s", 2, "--snapshot", "2") == 0
+    oflow = OFlowNet(0.25)
+    tf.train.Checkpoint(oflownet=oflow).write(str(tmp_path / "o" / "ckpt-1"))
+    (tmp_path / "o" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    assert _kfnet_train(tiny_scene, tmp_path / "k", "--scoordnet", str(tmp_path / "s"),
+                        "--oflownet", str(tmp_path / "o"), "--max_steps", "9") == 0
+    before = tf.train.load_checkpoint(str(tmp_path / "s" / "ckpt-2"))
+    after = tf.train.load_checkpoint(str(tmp_path / "k" / "ckpt-9"))
+    lr = 5e-4 / 16
+    moved = []
+    for key in before.get_variable_to_shape_map():
+        if key.startswith("optimizer/_trainable_variables/") and key.endswith("VARIABLE_VALUE"):
+            moved.append(np.abs(after.get_tensor(key) - before.get_tensor(key)).max())
+    assert len(moved) == 24
+    assert 0.5 * lr < max(moved) <= 1.01 * lr, max(moved)
 
 
 def _stream(tiny_scene, model, out, *extra):

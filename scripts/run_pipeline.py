@@ -1,0 +1,175 @@
+"""The whole pipeline for one scene: train the three stages, test, PnP, plots, one results table.
+
+    python scripts/run_pipeline.py --data_folder PREPARED --work_folder runs/chess --scene chess
+
+PREPARED holds train/ and test/ input folders (scripts/prepare_7scenes.py writes them). Every
+step runs as its own process, is skipped when its outputs are complete and resumes where it
+stopped otherwise, so an interrupted run is continued by running the same command again.
+All settings come from the scene config (--scene/--config); flags override a few.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from kfnet.cli import add_config_flags, run  # noqa: E402
+from kfnet.errors import InputError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data_folder", help="folder with train/ and test/ input folders")
+    p.add_argument("--train_folder", help="training input folder (default DATA/train)")
+    p.add_argument("--test_folder", help="test input folder (default DATA/test)")
+    p.add_argument("--work_folder", required=True, help="models, outputs, poses and plots go here")
+    add_config_flags(p, scene_required=True)
+    p.add_argument("--oflownet", help="use this trained OFlowNet (scene-independent) instead of training one")
+    p.add_argument("--thread_num", type=int, default=2, help="PnP worker processes")
+    p.add_argument("--nis", action="store_true", help="KFNet test with the innovation test")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars in the steps")
+    return p.parse_args(argv)
+
+
+class Pipeline:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(args.work_folder)
+        data = Path(args.data_folder) if args.data_folder else None
+        self.train = Path(args.train_folder) if args.train_folder else (data / "train" if data else None)
+        self.test = Path(args.test_folder) if args.test_folder else (data / "test" if data else None)
+        if self.train is None or self.test is None:
+            raise InputError("give --data_folder, or both --train_folder and --test_folder")
+        for flag, folder in (("--train_folder", self.train), ("--test_folder", self.test)):
+            if not (folder / "image_list.txt").is_file():
+                raise InputError(f"{flag} {folder} is not an input folder (no image_list.txt)")
+        if self.work.exists() and not self.work.is_dir():
+            raise InputError(f"--work_folder {self.work} is a file, not a folder")
+        self.settings = ["--scene", args.scene] if args.scene else ["--config", args.config]
+        self.models = self.work / "models"
+        self.results = self.work / "results"
+        self.plots = self.work / "plots"
+
+    def step(self, title, script, *argv, done=False):
+        """Runs one stage script in its own process unless its outputs are complete."""
+        if done:
+            print(f"== {title}: already complete, skipped")
+            return
+        print(f"== {title}", flush=True)
+        cmd = [sys.executable, str(ROOT / script), *map(str, argv)]
+        if self.args.no_progress and script.endswith(("train.py", "test.py")):
+            cmd.append("--no_progress")
+        t0 = time.time()
+        code = subprocess.run(cmd).returncode
+        if code != 0:
+            raise InputError(f"step '{title}' failed (exit code {code}): {' '.join(cmd)}")
+        print(f"== {title}: done in {time.time() - t0:.0f} s", flush=True)
+
+    def trained(self, folder, stage):
+        """True when a model folder holds a checkpoint at the stage's last step."""
+        from kfnet.config import load_config, max_steps, stage_config
+
+        cfg = stage_config(load_config(self.args.scene, self.args.config), stage)
+        steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in Path(folder).glob("ckpt-*.index")]
+        return bool(steps) and max(steps) >= max_steps(cfg)
+
+    @staticmethod
+    def complete(folder):
+        info = Path(folder) / "run.json"
+        return info.is_file() and json.loads(info.read_text()).get("complete", False)
+
+    def run(self):
+        m, r = self.models, self.results
+        self.step("1/7 train SCoordNet", "scoordnet/train.py", "--input_folder", self.train,
+                  "--model_folder", m / "scoordnet", *self.settings,
+                  done=self.trained(m / "scoordnet", "scoordnet"))
+        oflownet = Path(self.args.oflownet) if self.args.oflownet else m / "oflownet"
+        self.step("2/7 train OFlowNet", "oflownet/train.py", "--input_folder", self.train,
+                  "--model_folder", oflownet, *self.settings,
+                  done=bool(self.args.oflownet) or self.trained(oflownet, "oflownet"))
+        self.step("3/7 train KFNet", "kfnet/train.py", "--input_folder", self.train,
+                  "--model_folder", m / "kfnet", *self.settings, "--scoordnet", m / "scoordnet",
+                  "--oflownet", oflownet, done=self.trained(m / "kfnet", "kfnet"))
+        kf_args = ["--nis"] if self.args.nis else []
+        self.step("4/7 test KFNet", "kfnet/test.py", "--input_folder", self.test, "--output_folder",
+                  r / "kfnet", "--model_folder", m / "kfnet", *self.settings, "--save_measurement",
+                  "--quiet", *kf_args, done=self.complete(r / "kfnet"))
+        self.step("5/7 test SCoordNet alone", "scoordnet/test.py", "--input_folder", self.test,
+                  "--output_folder", r / "scoordnet", "--model_folder", m / "scoordnet", *self.settings,
+                  "--quiet", done=self.complete(r / "scoordnet"))
+        gt = self.test / "pose_list.txt"
+        gt_args = ["--gt", gt] if gt.is_file() else []
+        for name in ("scoordnet", "kfnet"):
+            poses = r / f"{name}_poses.txt"
+            self.step(f"6/7 PnP poses of {name}", "pnp/solve.py", r / name, poses, *gt_args,
+                      *self.settings, "--thread_num", self.args.thread_num,
+                      done=summary_path(poses).is_file() and poses.is_file())
+        self.plots.mkdir(parents=True, exist_ok=True)
+        first = 0
+        if gt_args:
+            self.step("7/7 trajectory plot", "vis/trajectory.py", r / "kfnet_poses.txt", "--gt", gt,
+                      "--save", self.plots / "trajectory_kfnet.png",
+                      done=(self.plots / "trajectory_kfnet.png").is_file())
+        self.step("7/7 point cloud render", "vis/scene_coordinates.py", r / "kfnet" / f"coord_{first}.npy",
+                  "--save", self.plots / "pointcloud_kfnet.png",
+                  done=(self.plots / "pointcloud_kfnet.png").is_file())
+        self.report()
+
+    def report(self):
+        rows = []
+        for name, label in (("scoordnet", "SCoordNet alone"), ("kfnet", "KFNet")):
+            poses = read_json(summary_path(self.results / f"{name}_poses.txt"))
+            overall = poses.get("overall", poses)
+            coords = (read_json(self.results / name / "run.json").get("summary") or {})
+            meas = coords.get("measurement") or coords.get("scoordnet") or {}
+            post = coords.get("posterior") or {}
+            rows.append((label, overall.get("median_t_cm"), overall.get("median_r_deg"),
+                         overall.get("within_5cm_5deg"), meas.get("median_cm"), post.get("median_cm")))
+        table = ["| method | median translation (cm) | median rotation (°) | within 5 cm/5° | "
+                 "coord. error, measurement (cm) | coord. error, posterior (cm) |",
+                 "|---|---|---|---|---|---|"]
+        for label, t, rdeg, share, meas, post in rows:
+            table.append(f"| {label} | {fmt(t)} | {fmt(rdeg)} | {fmt(share, pct=True)} | {fmt(meas)} | {fmt(post)} |")
+        text = "\n".join(table)
+        (self.work / "results.md").write_text(text + "\n")
+        print("\n" + text + "\n")
+        for name in ("trajectory_kfnet.png", "pointcloud_kfnet.png"):
+            if (self.plots / name).is_file():
+                print(f"{name}: {self.plots / name}")
+        print(f"table: {self.work / 'results.md'}")
+
+
+def summary_path(pose_file):
+    pose_file = Path(pose_file)
+    return pose_file.with_name(pose_file.stem + ".summary.json")
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def fmt(value, pct=False):
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f} %" if pct else f"{value:.2f}"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    Pipeline(args).run()
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
