@@ -42,6 +42,8 @@ def open_output_folder(folder, signature, flag="--output_folder"):
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{flag} {folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.rglob("*.tmp"):  # left by a run killed while writing
+        stale.unlink()
     info = read_run_info(folder)
     if info is not None and info.get("signature") != signature:
         for stale in folder.glob("*.npy"):

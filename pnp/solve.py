@@ -132,19 +132,19 @@ def _solve_file(task):
     return k, pose, info["failure"], info["inliers"], info["time_ms"]
 
 
-def solve_files(files, K, options, workers):
+def solve_files(files, K, options, workers, progress=True):
     """{k: (pose, failure, inliers, ms)} for [(k, path)] in `workers` processes, with progress."""
     tasks = [(k, path, K, options) for k, path in files]
     out = {}
     if workers <= 1 or len(tasks) == 1:
         results = map(_solve_file, tasks)
-        for k, *rest in tqdm(results, total=len(tasks), desc="PnP", unit="frame"):
+        for k, *rest in tqdm(results, total=len(tasks), desc="PnP", unit="frame", disable=not progress):
             out[k] = rest
         return out
     chunk = max(1, len(tasks) // (8 * workers))
     with multiprocessing.Pool(workers) as pool:
         for k, *rest in tqdm(pool.imap_unordered(_solve_file, tasks, chunk), total=len(tasks),
-                             desc="PnP", unit="frame"):
+                             desc="PnP", unit="frame", disable=not progress):
             out[k] = rest
     return out
 
@@ -238,6 +238,7 @@ def build_parser():
                         help="draw minimal samples by confidence or uniformly (confidence)")
     parser.add_argument("--weighting", choices=("confidence", "uniform"), default="confidence",
                         help="weigh cells in the refinement by confidence or equally (confidence)")
+    parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--thread_num", type=_positive(int), default=os.cpu_count() or 1,
                         help="parallel worker processes (default: the number of CPUs)")
     return parser
@@ -267,7 +268,7 @@ def main(argv=None):
                "seed": args.seed, "min_confidence": args.min_confidence,
                "drop_ratio": args.drop_ratio, "sampling": args.sampling,
                "weighting": args.weighting, "refine_iterations": args.refine_iterations}
-    results = solve_files(files, K, options, min(args.thread_num, len(files)))
+    results = solve_files(files, K, options, min(args.thread_num, len(files)), progress=args.progress)
 
     records, times = [], {}
     for k in indices:

@@ -65,7 +65,7 @@ class Pipeline:
             return
         print(f"== {title}", flush=True)
         cmd = [sys.executable, str(ROOT / script), *map(str, argv)]
-        if self.args.no_progress and script.endswith(("train.py", "test.py")):
+        if self.args.no_progress and script.endswith(("train.py", "test.py", "solve.py")):
             cmd.append("--no_progress")
         t0 = time.time()
         code = subprocess.run(cmd).returncode
