@@ -20,8 +20,9 @@ class KFNetStage:
 
     name = "kfnet"
 
-    def __init__(self, scoordnet, oflownet):
+    def __init__(self, scoordnet, oflownet, nll_cap=CAP):
         self.model = KFNet(scoordnet, oflownet)
+        self.nll_cap = float(nll_cap)
         self.nets = self.model.nets
 
     def trainable_variables(self):
@@ -37,7 +38,7 @@ class KFNetStage:
             coords = _flatten(out[key]["coords"][:, skip:])
             sigma = tf.sqrt(_flatten(out[key]["var"][:, skip:]))
             g, m, im = _flatten(gt[:, first:]), _flatten(mask[:, first:]), _flatten(small[:, first:])
-            nll_sum, count = losses.coord_nll_terms(coords, sigma, g, m, cap=CAP)
+            nll_sum, count = losses.coord_nll_terms(coords, sigma, g, m, cap=self.nll_cap)
             smooth_sum, smooth_count = losses.smoothness_terms(coords, im, m)
             hits, _ = losses.accuracy_terms(coords, g, m)
             nll = global_mean(nll_sum, count)

@@ -51,7 +51,7 @@ def main(argv=None):
     with strategy.scope():
         scoordnet = SCoordNet(width=widths["scoordnet"]).build_for(data.image_hw)
         oflownet = OFlowNet(width=widths["oflownet"]).build_for(data.image_hw)
-        stage = KFNetStage(scoordnet, oflownet)
+        stage = KFNetStage(scoordnet, oflownet, nll_cap=float(cfg["nll_cap"]))
     trainer = Trainer(stage, args.model_folder, cfg, strategy, "kfnet", widths=widths,
                       mixed_precision=args.mixed_precision, xla=args.xla)
 

@@ -45,7 +45,8 @@ def main(argv=None):
     strategy = setup_hardware(args, int(cfg["batch_size"]))
     seed_everything(cfg["seed"])
     with strategy.scope():
-        stage = OFlowNetStage(width=cfg["width"], noise=bool(cfg.get("noise")), seed=int(cfg["seed"]))
+        stage = OFlowNetStage(width=cfg["width"], noise=bool(cfg.get("noise")), seed=int(cfg["seed"]),
+                              nll_cap=float(cfg["nll_cap"]))
     trainer = Trainer(stage, args.model_folder, cfg, strategy, "oflownet",
                       widths={"oflownet": float(cfg["width"])},
                       mixed_precision=args.mixed_precision, xla=args.xla)

@@ -40,7 +40,8 @@ class OFlowNetStage:
 
     name = "oflownet"
 
-    def __init__(self, width=1.0, noise=False, seed=0):
+    def __init__(self, width=1.0, noise=False, seed=0, nll_cap=NLL_CAP):
+        self.nll_cap = float(nll_cap)
         self.net = OFlowNet(width=width)
         self.nets = {"oflownet": self.net}
         self.noise = bool(noise)
@@ -73,7 +74,8 @@ class OFlowNetStage:
         mask = neighbourhood_mask(batch["mask_prev"], batch["mask_cur"])
         small_prev, small_cur = losses.map_size_image(image_prev), losses.map_size_image(image_cur)
 
-        nll, count = losses.coord_nll_terms(prior, tf.sqrt(prior_var), batch["coords_cur"], mask, cap=NLL_CAP)
+        nll, count = losses.coord_nll_terms(prior, tf.sqrt(prior_var), batch["coords_cur"], mask,
+                                            cap=self.nll_cap)
         # As in the original, the photometric term covers every valid current cell (the
         # neighbourhood mask would leave the map's border cells without any training signal).
         photo, photo_count = photometric_terms(small_prev, small_cur, flow, batch["mask_cur"])

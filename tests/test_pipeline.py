@@ -1,0 +1,87 @@
+"""The whole pipeline on a small synthetic scene, killed with SIGKILL mid-run and run again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kfnet.config import load_config
+from kfnet.data.prepare import Camera, prepare_scene
+from kfnet.synthetic import SceneSettings, write_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENE = SceneSettings(width=80, height=64, frames=40, sequences=3, test_sequences=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """Runs scripts/run_pipeline.py, kills it (SIGKILL) during stage 1, runs it again to the end."""
+    root = tmp_path_factory.mktemp("pipeline")
+    write_scene(root / "scene", SCENE, progress=False)
+    cfg = load_config("tiny_pipeline")
+    f = float(cfg["focal"])
+    prepare_scene(root / "scene", root / "data",
+                  Camera(focal=f, focal_y=f, cx=float(cfg["cx"]), cy=float(cfg["cy"]), depth_focal=f),
+                  progress=False)
+    work = root / "work"
+    cmd = [sys.executable, str(ROOT / "scripts" / "run_pipeline.py"), "--data_folder", str(root / "data"),
+           "--work_folder", str(work), "--scene", "tiny_pipeline", "--thread_num", "2", "--no_progress"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (work / "models" / "scoordnet" / "ckpt-200.index").exists() and time.time() < deadline:
+        assert first.poll() is None, "the pipeline ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the pipeline and the stage it is running
+    first.wait()
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return work, second.stdout
+
+
+def test_resumed_run_continues_from_the_last_checkpoint(pipeline_run):
+    work, printed = pipeline_run
+    assert "resuming from" in printed and "at step 200" in printed
+    assert not list(work.rglob("*.tmp")), "a torn temporary file survived"
+
+
+def test_every_stage_leaves_its_outputs(pipeline_run):
+    work, printed = pipeline_run
+    for stage, last in (("scoordnet", 400), ("oflownet", 1500), ("kfnet", 500)):
+        assert (work / "models" / stage / f"ckpt-{last}.index").exists(), stage
+        assert (work / "models" / stage / "model.json").exists()
+    results = work / "results"
+    for name in ("kfnet", "scoordnet"):
+        maps = sorted(results.joinpath(name).glob("coord_*.npy"))
+        assert len(maps) == SCENE.frames
+        assert all(np.load(m).shape == (8, 10, 4) for m in maps)
+        assert json.loads((results / name / "run.json").read_text())["complete"]
+        for suffix in (".txt", ".tum.txt", ".summary.json"):
+            assert (results / f"{name}_poses{suffix}").exists()
+    assert len(list((results / "kfnet" / "measurement").glob("coord_*.npy"))) == SCENE.frames
+    assert len(list((results / "kfnet" / "prior").glob("coord_*.npy"))) == SCENE.frames - 1
+    for plot in ("trajectory_kfnet.png", "pointcloud_kfnet.png"):
+        assert (work / "plots" / plot).stat().st_size > 1000
+    assert "| KFNet |" in printed and "| SCoordNet alone |" in printed
+    assert (work / "results.md").read_text().count("|") > 20
+
+
+def test_kfnet_improves_on_the_single_frame_network(pipeline_run):
+    work, _ = pipeline_run
+    kf = json.loads((work / "results" / "kfnet" / "run.json").read_text())["summary"]
+    alone = json.loads((work / "results" / "scoordnet" / "run.json").read_text())["summary"]["scoordnet"]
+    assert kf["posterior"]["median_cm"] < alone["median_cm"], (kf, alone)
+
+
+def test_rerun_skips_every_finished_step(pipeline_run):
+    work, _ = pipeline_run
+    cmd = [sys.executable, str(ROOT / "scripts" / "run_pipeline.py"), "--data_folder",
+           str(work.parent / "data"), "--work_folder", str(work), "--scene", "tiny_pipeline", "--no_progress"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0
+    assert out.stdout.count("already complete, skipped") == 10
