@@ -63,13 +63,13 @@ def rotation_to_quaternion(r_33):
         q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
     else:
         i = k - 1
-        j, l = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[l, l], 1e-300))
+        j, m = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[m, m], 1e-300))
         q = [0.0] * 4
-        q[0] = (r[l, j] - r[j, l]) / s
+        q[0] = (r[m, j] - r[j, m]) / s
         q[1 + i] = 0.25 * s
         q[1 + j] = (r[j, i] + r[i, j]) / s
-        q[1 + l] = (r[l, i] + r[i, l]) / s
+        q[1 + m] = (r[m, i] + r[i, m]) / s
     q = np.array(q)
     q /= np.linalg.norm(q)
     return q if q[0] >= 0 else -q

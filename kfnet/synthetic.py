@@ -320,10 +320,7 @@ def render(scene, pose_cw, width, height, rng):
     shade = 0.35 + 0.9 * lambert * np.where(lit, 1.0, 0.25) / (1.0 + 0.08 * dist**2)
     rgb = np.zeros((width * height, 3), dtype=np.float32)
     rgb[hit] = 255 * colour * shade[:, None]
-    # A hand-held camera's frames differ beyond the motion: auto-exposure wobbles and sensor
-    # noise change every frame, so single-frame predictions err differently from frame to frame.
-    rgb *= np.float32(np.exp(rng.normal(0.0, EXPOSURE_JITTER)))
-    rgb += SENSOR_NOISE * rng.standard_normal(rgb.shape, dtype=np.float32)
+    rgb += 1.5 * rng.standard_normal(rgb.shape, dtype=np.float32)
     rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
     depth_mm = np.full(width * height, NO_DEPTH, dtype=np.uint16)
@@ -335,9 +332,7 @@ def render(scene, pose_cw, width, height, rng):
 # ---- Writing a scene in the 7-Scenes layout ---------------------------------------------------
 
 MARKER = "synthetic_scene.json"  # settings of the generator; "complete" once every file is written
-EXPOSURE_JITTER = 0.06  # log-gain σ of the per-frame exposure
-SENSOR_NOISE = 5.0  # grey levels
-VERSION = 3  # bump when the renderer changes, so old outputs are not taken for new ones
+VERSION = 4  # bump when the renderer changes, so old outputs are not taken for new ones
 FRAME_FILES = ("color.png", "depth.png", "pose.txt")
 
 

@@ -30,8 +30,13 @@ from kfnet.cli import add_config_flags, run  # noqa: E402
 from kfnet.config import intrinsics, load_config, override  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
 from kfnet.poses import PoseRecord, pose_errors, write_pose_file, write_tum  # noqa: E402
-from pnp.evaluate import (find_coord_files, format_summary, frames_and_sequences,  # noqa: E402
-                          load_ground_truth, summarize)
+from pnp.evaluate import (  # noqa: E402
+    find_coord_files,
+    format_summary,
+    frames_and_sequences,
+    load_ground_truth,
+    summarize,
+)
 from pnp.ransac import ransac_pnp  # noqa: E402
 
 # 10 px at 7-Scenes' f = 525 (640×480): ~1.1° of view angle, i.e. 4 cm sideways at 2 m, so

@@ -13,7 +13,7 @@ from kfnet.cli import quiet_tensorflow, run  # noqa: E402
 
 
 def main(argv=None):
-    from kfnet.testing import testing_parser, test_settings
+    from kfnet.testing import test_settings, testing_parser
 
     args = testing_parser(__doc__.splitlines()[0]).parse_args(argv)
     quiet_tensorflow()

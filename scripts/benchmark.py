@@ -56,11 +56,11 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
+    from kfnet import test as kfnet_test
     from kfnet.checkpoints import write_model_info
     from kfnet.config import load_config, stage_config
     from kfnet.data.prepare import Camera, prepare_scene
     from kfnet.synthetic import SceneSettings, write_scene
-    from kfnet import test as kfnet_test
     from oflownet.model import OFlowNet
     from pnp.solve import solve_frame
     from pnp.synthetic import make_frame

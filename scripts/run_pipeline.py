@@ -36,6 +36,9 @@ def parse_args(argv):
     p.add_argument("--thread_num", type=int, default=2, help="PnP worker processes")
     p.add_argument("--nis", action="store_true", help="KFNet test with the innovation test")
     p.add_argument("--no_progress", action="store_true", help="no progress bars in the steps")
+    p.add_argument("--cloud_thres", type=float, default=20.0,
+                   help="confidence threshold of the point-cloud render (20: sigma below 5 cm); lowered "
+                        "to the map's median confidence, with a message, when no cell passes it")
     return p.parse_args(argv)
 
 
@@ -81,6 +84,21 @@ class Pipeline:
         steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in Path(folder).glob("ckpt-*.index")]
         return bool(steps) and max(steps) >= max_steps(cfg)
 
+    def cloud_threshold(self, coord_file):
+        """--cloud_thres, or the median confidence of the map when no cell is above it (a
+        briefly trained model is rarely that sure)."""
+        import numpy as np
+
+        wanted = self.args.cloud_thres
+        conf = np.load(coord_file)[..., 3]
+        conf = conf[np.isfinite(conf)]
+        if conf.size == 0 or (conf > wanted).any():
+            return wanted
+        lowered = float(np.floor(np.median(conf) * 100) / 100)
+        print(f"   no cell of {coord_file.name} has confidence above --cloud_thres {wanted:g} "
+              f"(highest {conf.max():.3g}); the point cloud shows confidence > {lowered:g}")
+        return lowered
+
     @staticmethod
     def complete(folder):
         info = Path(folder) / "run.json"
@@ -118,8 +136,9 @@ class Pipeline:
             self.step("7/7 trajectory plot", "vis/trajectory.py", r / "kfnet_poses.txt", "--gt", gt,
                       "--save", self.plots / "trajectory_kfnet.png",
                       done=(self.plots / "trajectory_kfnet.png").is_file())
-        self.step("7/7 point cloud render", "vis/scene_coordinates.py", r / "kfnet" / f"coord_{first}.npy",
-                  "--save", self.plots / "pointcloud_kfnet.png",
+        coord = r / "kfnet" / f"coord_{first}.npy"
+        self.step("7/7 point cloud render", "vis/scene_coordinates.py", coord,
+                  "--thres", f"{self.cloud_threshold(coord):g}", "--save", self.plots / "pointcloud_kfnet.png",
                   done=(self.plots / "pointcloud_kfnet.png").is_file())
         self.report()
 

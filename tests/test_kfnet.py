@@ -74,8 +74,10 @@ def test_training_starts_from_both_stages_on_the_last_learning_rate_step(tiny_sc
 
 
 def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_path):
-    """Adam's first update moves every weight by at most the learning rate (here 5e-4 / 2⁴,
-    the last step of the schedule); skipping the bias correction would move them 3.16× as far."""
+    """Adam's first update moves every weight by at most the learning rate (base_lr / 2⁴, the
+    last step of the schedule); skipping the bias correction would move them 3.16× as far."""
+    from kfnet.config import load_config, stage_config
+
     assert train_scoordnet(tiny_scene.train, tmp_path / "s", 2, "--snapshot", "2") == 0
     oflow = OFlowNet(0.25)
     tf.train.Checkpoint(oflownet=oflow).write(str(tmp_path / "o" / "ckpt-1"))
@@ -84,7 +86,7 @@ def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_pat
                         "--oflownet", str(tmp_path / "o"), "--max_steps", "9") == 0
     before = tf.train.load_checkpoint(str(tmp_path / "s" / "ckpt-2"))
     after = tf.train.load_checkpoint(str(tmp_path / "k" / "ckpt-9"))
-    lr = 5e-4 / 16
+    lr = float(stage_config(load_config("tiny"), "kfnet")["base_lr"]) / 16
     moved = []
     for key in before.get_variable_to_shape_map():
         if key.startswith("optimizer/_trainable_variables/") and key.endswith("VARIABLE_VALUE"):

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 
 from kfnet.errors import InputError
-from kfnet.poses import (PoseRecord, check_rigid, format_pose_line, invert_rigid, pose_errors,
-                         quaternion_to_rotation, read_matrix_file, read_pose_file, read_tum,
-                         rotation_to_quaternion, summarize_errors, write_pose_file, write_tum)
+from kfnet.poses import (
+    PoseRecord,
+    check_rigid,
+    format_pose_line,
+    invert_rigid,
+    pose_errors,
+    quaternion_to_rotation,
+    read_matrix_file,
+    read_pose_file,
+    read_tum,
+    rotation_to_quaternion,
+    summarize_errors,
+    write_pose_file,
+    write_tum,
+)
 
 
 def rot_x(deg):

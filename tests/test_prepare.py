@@ -12,8 +12,14 @@ import pytest
 
 from kfnet.data.labels import read_label
 from kfnet.data.lists import read_list
-from kfnet.data.prepare import (Camera, normalizing_transform, prepare_scene, register_depth,
-                                sample_cells, scene_label)
+from kfnet.data.prepare import (
+    Camera,
+    normalizing_transform,
+    prepare_scene,
+    register_depth,
+    sample_cells,
+    scene_label,
+)
 from kfnet.errors import InputError
 from kfnet.poses import read_matrix_file
 

@@ -11,8 +11,15 @@ from PIL import Image
 
 from kfnet.errors import InputError
 from kfnet.poses import check_rigid, read_matrix_file
-from kfnet.synthetic import (NO_DEPTH, SceneSettings, intrinsics_for, make_scene, render,
-                             sequence_poses, write_scene)
+from kfnet.synthetic import (
+    NO_DEPTH,
+    SceneSettings,
+    intrinsics_for,
+    make_scene,
+    render,
+    sequence_poses,
+    write_scene,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_synthetic_scene.py"
