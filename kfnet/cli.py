@@ -9,6 +9,17 @@ from kfnet.errors import InputError
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with the defaults shown, except for on/off switches (off unless given), flags
+    without one (None: taken from the config or the data) and help that states its own."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.nargs == 0 or action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_folder_flag(parser, name, help, required=False):
     """Adds --name plus the original project's spelling without underscores (--inputfolder)."""
     flags = ["--" + name]

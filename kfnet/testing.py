@@ -3,13 +3,13 @@
 import argparse
 from pathlib import Path
 
-from kfnet.cli import add_config_flags, add_folder_flag
+from kfnet.cli import HelpFormatter, add_config_flags, add_folder_flag
 from kfnet.config import load_config, override, stage_config
 
 
 def testing_parser(description):
     p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_folder_flag(p, "input_folder", "input folder: image_list.txt (+ label_list.txt to evaluate)",
                     required=True)
     add_folder_flag(p, "output_folder", "where the per-frame .npy files go", required=True)

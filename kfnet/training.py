@@ -2,7 +2,7 @@
 
 import argparse
 
-from kfnet.cli import STRATEGIES, add_config_flags, add_folder_flag
+from kfnet.cli import STRATEGIES, HelpFormatter, add_config_flags, add_folder_flag
 from kfnet.config import load_config, max_steps, override, stage_config
 from kfnet.errors import InputError
 
@@ -10,7 +10,7 @@ from kfnet.errors import InputError
 def training_parser(description, scene_required=True, width_flag=True):
     """Flags every train.py has; settings default to the config (--scene/--config)."""
     p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_folder_flag(p, "input_folder", "input folder: image_list.txt, label_list.txt, transform.txt",
                     required=True)
     add_folder_flag(p, "model_folder", "where checkpoints and TensorBoard logs go; an existing "

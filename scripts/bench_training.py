@@ -27,7 +27,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from kfnet.cli import add_config_flags, add_folder_flag, run  # noqa: E402
+from kfnet.cli import HelpFormatter, add_config_flags, add_folder_flag, run  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
 
 # variant → (strategy, cpu_replicas, xla, mixed precision)
@@ -156,7 +156,7 @@ def _table(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_folder_flag(p, "input_folder", "prepared input folder to train on (default: generate a small "
                     "synthetic room at 160x120)")
     add_config_flags(p)

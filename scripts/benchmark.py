@@ -1,6 +1,6 @@
 """Per-stage speed on this machine, as ratios measured in one run.
 
-    python scripts/benchmark.py [--frames 120] [--size 160x120]
+    python scripts/benchmark.py [--frames 480] [--size 160x120]
 
 - SCoordNet test (scoordnet/test.py: reading, network, writing, evaluation) frames/s vs the raw
   model forward pass on the same frames: the pipeline's overhead.
@@ -48,7 +48,8 @@ def timed(fn, repeat):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=120, help="frames of the generated test sequence")
+    p.add_argument("--frames", type=int, default=480,
+                   help="frames of the generated test sequence (each CLI's start-up is spread over them)")
     p.add_argument("--size", type=parse_size, default=(160, 120), help="image size WxH of that sequence")
     p.add_argument("--full_repeat", type=int, default=3, help="timed full-size forward passes")
     args = p.parse_args(argv)

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import add_config_flags, run  # noqa: E402
+from kfnet.cli import HelpFormatter, add_config_flags, run  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data_folder", help="folder with train/ and test/ input folders")
     p.add_argument("--train_folder", help="training input folder (default DATA/train)")
     p.add_argument("--test_folder", help="test input folder (default DATA/test)")
@@ -84,18 +84,20 @@ class Pipeline:
         steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in Path(folder).glob("ckpt-*.index")]
         return bool(steps) and max(steps) >= max_steps(cfg)
 
-    def cloud_threshold(self, coord_file):
-        """--cloud_thres, or the median confidence of the map when no cell is above it (a
-        briefly trained model is rarely that sure)."""
+    def cloud_threshold(self, folder, samples=20):
+        """--cloud_thres, or the median confidence of the maps when no cell of (up to `samples`
+        evenly spaced) maps is above it: a briefly trained model is rarely that sure."""
         import numpy as np
 
         wanted = self.args.cloud_thres
-        conf = np.load(coord_file)[..., 3]
+        maps = sorted(Path(folder).glob("coord_*.npy"), key=lambda p: int(p.stem[len("coord_"):]))
+        picked = maps[:: max(1, len(maps) // samples)]
+        conf = np.concatenate([np.load(p)[..., 3].ravel() for p in picked]) if picked else np.zeros(0)
         conf = conf[np.isfinite(conf)]
         if conf.size == 0 or (conf > wanted).any():
             return wanted
         lowered = float(np.floor(np.median(conf) * 100) / 100)
-        print(f"   no cell of {coord_file.name} has confidence above --cloud_thres {wanted:g} "
+        print(f"   no cell of the maps in {folder} has confidence above --cloud_thres {wanted:g} "
               f"(highest {conf.max():.3g}); the point cloud shows confidence > {lowered:g}")
         return lowered
 
@@ -131,15 +133,16 @@ class Pipeline:
                       *self.settings, "--thread_num", self.args.thread_num,
                       done=summary_path(poses).is_file() and poses.is_file())
         self.plots.mkdir(parents=True, exist_ok=True)
-        first = 0
         if gt_args:
             self.step("7/7 trajectory plot", "vis/trajectory.py", r / "kfnet_poses.txt", "--gt", gt,
                       "--save", self.plots / "trajectory_kfnet.png",
                       done=(self.plots / "trajectory_kfnet.png").is_file())
-        coord = r / "kfnet" / f"coord_{first}.npy"
-        self.step("7/7 point cloud render", "vis/scene_coordinates.py", coord,
-                  "--thres", f"{self.cloud_threshold(coord):g}", "--save", self.plots / "pointcloud_kfnet.png",
-                  done=(self.plots / "pointcloud_kfnet.png").is_file())
+        cloud = self.plots / "pointcloud_kfnet.png"
+        if cloud.is_file():
+            self.step("7/7 point cloud render", "", done=True)
+        else:
+            self.step("7/7 point cloud render", "vis/scene_coordinates_list.py", r / "kfnet", "--thres",
+                      f"{self.cloud_threshold(r / 'kfnet'):g}", "--save", cloud)
         self.report()
 
     def report(self):
