@@ -312,7 +312,7 @@ def test_scene_coordinates_list_bad_input(tmp_path):
 def test_optical_flow_of_a_known_shift(scene, tmp_path):
     out = tmp_path / "flow.png"
     result = run_script("optical_flow", scene / "shift_a.png", scene / "shift_b.png",
-                        scene / "shift_flow.npy", "--size", "1000x440", "--save", out)
+                        scene / "shift_flow.npy", "--size", "1000x440", "--thres", 100, "--save", out)
     assert result.returncode == 0, result.stderr
     assert "600 of 1200 cells with confidence > 100" in result.stdout  # right half: 150
     pixels = assert_picture(out, (1000, 440))

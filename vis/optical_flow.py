@@ -34,8 +34,9 @@ SUPPRESSED = (0.15, 0.15, 0.15)  # colour of cells at or below the confidence th
 
 def add_flow_flags(parser, default_size):
     """The flags shared by the optical-flow scripts."""
-    parser.add_argument("--thres", type=float, default=100.0,
-                        help="draw cells whose confidence 1/σ_q is above this (default 100)")
+    parser.add_argument("--thres", type=float, default=0.0,
+                        help="draw cells whose confidence 1/σ_q (1/m) is above this (default 0: "
+                             "every cell; e.g. 100 hides cells with σ_q above 1 cm)")
     parser.add_argument("--step", type=int, default=0,
                         help="one arrow every N cells in each direction (default: about 25 "
                              "arrows across)")
@@ -134,6 +135,9 @@ def main(argv=None):
     fig = FlowFigure(args.size)
     kept = fig.show(image1, image2, flow, args, Path(args.flow).name)
     print(f"{kept} of {flow.shape[0] * flow.shape[1]} cells with confidence > {args.thres:g}")
+    if kept == 0:
+        top = np.nanmax(flow[..., 2]) if np.isfinite(flow[..., 2]).any() else float("nan")
+        print(f"warning: no cell drawn: the highest confidence is {top:.3g}; lower --thres")
     show_or_save(fig.fig, save)
     return 0
 
