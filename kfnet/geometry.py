@@ -52,3 +52,26 @@ def bilinear_sample(image_bhwc, xy_bhw2):
             weight = wx * wy * tf.cast(on_map, image.dtype)
             result += weight[..., None] * tf.gather_nd(image, index, batch_dims=1)
     return result
+
+
+def ground_truth_flow(points_world_hw3, pose_prev_cw, camera_33, cell=CELL):
+    """[h, w, 2] true flow (x, y) in map cells: where each current cell's scene point lies in the
+    previous frame's map, minus the cell (the filter's convention, kfnet/filter.py).
+
+    points_world_hw3 are the current cells' ground-truth scene coordinates; pose_prev_cw is the
+    previous camera-to-world pose; camera_33 the image intrinsics. Map position (x, y) of pixel
+    (u, v) is ((u − cell/2) / cell, (v − cell/2) / cell), the inverse of cell_centres. Points at
+    or behind the previous camera get +inf (off every map).
+    """
+    world_to_cam = np.linalg.inv(np.asarray(pose_prev_cw, dtype=np.float64))
+    p = transform_points(world_to_cam, points_world_hw3)
+    k = np.asarray(camera_33, dtype=np.float64)
+    z = p[..., 2]
+    ahead = z > 1e-9
+    z = np.where(ahead, z, 1.0)
+    u = k[0, 0] * p[..., 0] / z + k[0, 1] * p[..., 1] / z + k[0, 2]
+    v = k[1, 1] * p[..., 1] / z + k[1, 2]
+    h, w = z.shape
+    centres = cell_centres(h, w, cell)
+    flow = np.stack([u - centres[..., 0], v - centres[..., 1]], axis=-1) / cell
+    return np.where(ahead[..., None], flow, np.inf)

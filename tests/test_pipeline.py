@@ -91,3 +91,26 @@ def test_rerun_skips_every_finished_step(pipeline_run):
     # three trainings, two tests, two PnP runs, the trajectory plot and the point cloud
     assert out.stdout.count("already complete, skipped") == 9, out.stdout
     assert "== 1/7 train SCoordNet\n" not in out.stdout
+
+
+def test_true_flow_bound_reads_the_pipeline_outputs(pipeline_run, tmp_path):
+    """scripts/filter_oracle.py on the KFNet test's maps: its measurement error is the test's own."""
+    work, _ = pipeline_run
+    out = tmp_path / "oracle.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "filter_oracle.py"), "--input_folder",
+           str(work.parent / "data" / "test"), "--results_folder", str(work / "results" / "kfnet"),
+           "--scene", "tiny_pipeline", "--process_sigma_cm", "1", "5", "--output", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    bound = json.loads(out.read_text())
+    kf = json.loads((work / "results" / "kfnet" / "run.json").read_text())["summary"]
+    assert bound["measurement_median_cm"] == pytest.approx(kf["measurement"]["median_cm"], abs=1e-3)
+    assert bound["kfnet_posterior_median_cm"] == pytest.approx(kf["posterior"]["median_cm"], abs=1e-3)
+    assert 0.0 < bound["true_flow_median_cells"] < 1.0  # the synthetic camera moves slowly
+    assert set(bound["true_flow_posterior_median_cm"]) == {"1", "5"}
+    assert "| posterior with the true flow, σ_q = 5 cm |" in done.stdout
+
+    missing = subprocess.run(cmd[:-2] + ["--results_folder", str(work / "results" / "scoordnet")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "--save_measurement" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
