@@ -67,7 +67,7 @@ def ground_truth_flow(points_world_hw3, pose_prev_cw, camera_33, cell=CELL):
     p = transform_points(world_to_cam, points_world_hw3)
     k = np.asarray(camera_33, dtype=np.float64)
     z = p[..., 2]
-    ahead = z > 1e-9
+    ahead = z > 1e-6
     z = np.where(ahead, z, 1.0)
     u = k[0, 0] * p[..., 0] / z + k[0, 1] * p[..., 1] / z + k[0, 2]
     v = k[1, 1] * p[..., 1] / z + k[1, 2]

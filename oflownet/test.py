@@ -44,28 +44,26 @@ def ground_truth_flow(world_cur_hw3, mask_cur_hw1, world_prev_hw3, mask_prev_hw1
                       camera_33):
     """([h, w, 2] flow in cells that frame k−1's pose and intrinsics give each labelled cell of frame k,
     [h, w] bool where it is known: in front, in view, and not hidden in frame k−1)."""
-    from kfnet.geometry import CELL, transform_points
+    from kfnet.geometry import ground_truth_flow as projected_flow
+    from kfnet.geometry import transform_points
     from kfnet.poses import invert_rigid
 
     h, w = mask_cur_hw1.shape[:2]
-    to_cam = invert_rigid(pose_prev_cw)
-    cam = transform_points(to_cam, world_cur_hw3)
-    z = cam[..., 2]
-    safe_z = np.where(z > 1e-6, z, 1.0)
-    u = camera_33[0, 0] * cam[..., 0] / safe_z + camera_33[0, 2]
-    v = camera_33[1, 1] * cam[..., 1] / safe_z + camera_33[1, 2]
-    pos = np.stack([(u - CELL // 2) / CELL, (v - CELL // 2) / CELL], axis=-1)
+    flow = projected_flow(world_cur_hw3, pose_prev_cw, camera_33)
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
-    flow = pos - np.stack([jj, ii], axis=-1)
+    pos = flow + np.stack([jj, ii], axis=-1)
+    pos = np.where(np.isfinite(pos), pos, -1.0)  # behind the previous camera: off the map
     x, y = pos[..., 0], pos[..., 1]
-    inside = (z > 1e-6) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    to_cam = invert_rigid(pose_prev_cw)
+    z = transform_points(to_cam, world_cur_hw3)[..., 2]
     # Visibility: the previous label nearest the projection must be valid and about as far from
     # the camera (10 % of the depth, loose enough for slanted surfaces half a cell away).
     ni = np.clip(np.rint(pos[..., 1]), 0, h - 1).astype(int)
     nj = np.clip(np.rint(pos[..., 0]), 0, w - 1).astype(int)
     near_z = transform_points(to_cam, world_prev_hw3[ni, nj])[..., 2]
     visible = (mask_prev_hw1[ni, nj, 0] > 0.5) & (np.abs(near_z - z) <= 0.1 * np.abs(z))
-    return flow, (mask_cur_hw1[..., 0] > 0.5) & inside & visible
+    return np.where(np.isfinite(flow), flow, 0.0), (mask_cur_hw1[..., 0] > 0.5) & inside & visible
 
 
 class PairScores:
