@@ -40,6 +40,14 @@ def in_view(flow_bhw2):
     return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
 
 
+def warped_labels(flow_bhw2, coords_prev_bhw3, mask_prev_bhw1):
+    """(previous labels warped by the flow [B, h, w, 3], [B, h, w] bool: the sample point is in
+    view and every bilinear neighbour it mixes is a valid previous label)."""
+    prior = warp(coords_prev_bhw3, flow_bhw2)
+    full = warp(mask_prev_bhw1, flow_bhw2)[..., 0] > 1 - 1e-4
+    return prior, full & in_view(flow_bhw2)[..., 0]
+
+
 def predict(post_coords_bhw3, post_var_bhw1, flow_bhw2, process_var_bhw1):
     """(prior coords [B,h,w,3], prior variance [B,h,w,1]) of the current frame.
 

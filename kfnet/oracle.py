@@ -37,19 +37,17 @@ def _errors(frame, coords_hw3):
     return np.linalg.norm(coords_hw3 - frame.label, axis=-1)[frame.valid]
 
 
-def _has_sources(prev, cur):
-    """[h,w] bool: the four bilinear sources of each cell in the previous map all have labels."""
-    return _warp(prev.valid[..., None].astype(np.float32), cur.flow)[..., 0] > 1 - 1e-6
-
-
 def warp_loss_maps(frames):
     """[h,w] per frame: ‖previous ground truth warped by the flow − this frame's‖ (metres), the
     process noise a filter would need to know; inf where there is nothing to compare (no label
     here or at a source, or a sequence start)."""
     maps = [np.full(frames[0].valid.shape, np.inf)]
     for prev, cur in zip(frames[:-1], frames[1:]):
-        loss = np.linalg.norm(_warp(prev.label, cur.flow) - cur.label, axis=-1)
-        ok = cur.valid & _has_sources(prev, cur) & (not cur.new_sequence)
+        warped, sources = kf.warped_labels(tf.constant(cur.flow[None], tf.float32),
+                                           tf.constant(prev.label[None], tf.float32),
+                                           tf.constant(prev.valid[None, ..., None], tf.float32))
+        loss = np.linalg.norm(warped.numpy()[0] - cur.label, axis=-1)
+        ok = cur.valid & sources.numpy()[0] & (not cur.new_sequence)
         maps.append(np.where(ok, loss, np.inf))
     return maps
 

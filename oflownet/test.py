@@ -24,16 +24,6 @@ def flow_file(folder, k):
     return Path(folder) / f"{k - 1}_{k}_flow.npy"
 
 
-def warped_labels(flow_bhw2, coords_prev_bhw3, mask_prev_bhw1):
-    """(previous labels warped by the flow [B, h, w, 3], [B, h, w] bool: the sample point is in
-    view and every bilinear neighbour it mixes is a valid previous label)."""
-    from kfnet.filter import in_view, warp
-
-    prior = warp(coords_prev_bhw3, flow_bhw2)
-    full = warp(mask_prev_bhw1, flow_bhw2)[..., 0] > 1 - 1e-4
-    return prior, full & in_view(flow_bhw2)[..., 0]
-
-
 def label_errors_cm(prior_hw3, usable_hw, coords_cur_hw3, mask_cur_hw1):
     """[n] distances (cm) of a prior to the current labels, over usable cells with a valid label."""
     valid = (mask_cur_hw1[..., 0] > 0.5) & usable_hw
@@ -143,6 +133,7 @@ def main(argv=None):
     from kfnet.data.pipelines import test_dataset
     from kfnet.data.scene import load_input_folder
     from kfnet.errors import InputError
+    from kfnet.filter import warped_labels
     from kfnet.poses import invert_rigid
     from kfnet.testing import build_networks
 
