@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from kfnet.errors import InputError
@@ -125,3 +126,48 @@ def network_widths(folder, stage_cfgs):
     if kind == "tf1":
         return {name: 1.0 for name in stage_cfgs}
     return {name: float(cfg.get("width", 1.0)) for name, cfg in stage_cfgs.items()}
+
+
+def _adam_slots(adam, var):
+    """(first moment, second moment) variables of a built Keras Adam for one of its variables."""
+    index = adam._get_variable_index(var)
+    return adam._momentums[index], adam._velocities[index]
+
+
+def load_adam_moments(folder, name, net, adam, flag="--model_folder"):
+    """Copies the Adam moment estimates that a pre-trained stage's checkpoint holds for `net`'s
+    variables into `adam` (built over a superset of them). Returns how many variables got them.
+
+    The original restored each network's `…/Adam` and `…/Adam_1` slots with its weights when
+    stage 3 started from the pre-trained stages; this does the same for its TF1 checkpoints and
+    for this project's (whose optimizer saved moments in the order of the stage's variables).
+    Adam's own step count (its bias correction) starts afresh, as the original's did.
+    """
+    kind, path = find_checkpoint(folder, flag)
+    reader = tf.train.load_checkpoint(path)
+    if kind == "tf1":
+        shapes = reader.get_variable_to_shape_map()
+        count = 0
+        for name, var in net.tf1_variables().items():
+            if f"{name}/Adam" in shapes and f"{name}/Adam_1" in shapes:
+                m, v = _adam_slots(adam, var)
+                m.assign(reader.get_tensor(f"{name}/Adam"))
+                v.assign(reader.get_tensor(f"{name}/Adam_1"))
+                count += 1
+        return count
+    info = read_model_info(folder)
+    if info is None or info["stage"] != name or "optimizer" not in checkpoint_children(path):
+        return 0
+    # An Adam built as the Trainer builds one, over the stage's variables, reads the slots back
+    # in their saved order; its moments then go to the same variables of `adam`.
+    variables = net.trainable_variables
+    saved = keras.optimizers.Adam(lambda: 0.0)
+    saved.build(variables)
+    try:
+        tf.train.Checkpoint(optimizer=saved).read(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError):
+        return 0
+    for var in variables:
+        for source, target in zip(_adam_slots(saved, var), _adam_slots(adam, var)):
+            target.assign(source)
+    return len(variables)

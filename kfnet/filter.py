@@ -84,8 +84,13 @@ def nis(prior_coords_bhw3, prior_var_bhw1, meas_coords_bhw3, meas_var_bhw1):
     return sq / (tf.convert_to_tensor(prior_var_bhw1) + meas_var_bhw1)
 
 
-def update_with_nis(prior_coords_bhw3, prior_var_bhw1, meas_coords_bhw3, meas_var_bhw1, threshold=NIS_THRESHOLD):
-    """Kalman update, except that cells failing the innovation test (NIS > threshold) take the measurement."""
-    coords, var = update(prior_coords_bhw3, prior_var_bhw1, meas_coords_bhw3, meas_var_bhw1)
+def nis_output(post_coords_bhw3, prior_coords_bhw3, prior_var_bhw1, meas_coords_bhw3, meas_var_bhw1,
+               threshold=NIS_THRESHOLD):
+    """[B, h, w, 3] coordinates written out with the innovation test on: the measurement where a
+    cell fails it (NIS > threshold), the posterior elsewhere.
+
+    As in the original, only the output changes: the filter's state and the written σ stay the
+    Kalman posterior's.
+    """
     reject = nis(prior_coords_bhw3, prior_var_bhw1, meas_coords_bhw3, meas_var_bhw1) > threshold
-    return tf.where(reject, meas_coords_bhw3, coords), tf.where(reject, meas_var_bhw1, var)
+    return tf.where(reject, tf.convert_to_tensor(meas_coords_bhw3), post_coords_bhw3)

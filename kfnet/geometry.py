@@ -1,14 +1,24 @@
-"""Shared geometry: rigid transforms of coordinate maps, map-cell pixel centres, bilinear sampling."""
+"""Shared geometry: rigid transforms of coordinate maps, the pixel of each map cell, bilinear sampling."""
 
 import numpy as np
 
 CELL = 8  # image pixels per map cell
+# Map cell (i, j) stands for image pixel (x, y) = (CELL·j + CELL_OFFSET, CELL·i + CELL_OFFSET).
+# The original shrinks full-resolution labels and images with TF1 resize_nearest_neighbor /
+# resize_bilinear (no corner alignment, no half-pixel centres), which pick pixel (8j, 8i): its
+# released weights predict the scene coordinate of that pixel, and so do this project's models.
+CELL_OFFSET = 0
 
 
-def cell_centres(h, w, cell=CELL):
-    """[h, w, 2] pixel (x, y) of each map cell's centre: (cell·j + cell/2, cell·i + cell/2)."""
+def cell_pixels(h, w, cell=CELL):
+    """[h, w, 2] float64 image pixel (x, y) that each map cell stands for: (cell·j, cell·i) + offset."""
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
-    return np.stack([cell * jj + cell // 2, cell * ii + cell // 2], axis=-1).astype(np.float64)
+    return np.stack([cell * jj, cell * ii], axis=-1).astype(np.float64) + CELL_OFFSET
+
+
+def pixel_to_map(xy, cell=CELL):
+    """Map position (column, row) of image pixel positions [..., 2]: the inverse of cell_pixels."""
+    return (np.asarray(xy, dtype=np.float64) - CELL_OFFSET) / cell
 
 
 def transform_points(matrix_44, points_n3):
@@ -59,9 +69,9 @@ def ground_truth_flow(points_world_hw3, pose_prev_cw, camera_33, cell=CELL):
     previous frame's map, minus the cell (the filter's convention, kfnet/filter.py).
 
     points_world_hw3 are the current cells' ground-truth scene coordinates; pose_prev_cw is the
-    previous camera-to-world pose; camera_33 the image intrinsics. Map position (x, y) of pixel
-    (u, v) is ((u − cell/2) / cell, (v − cell/2) / cell), the inverse of cell_centres. Points at
-    or behind the previous camera get +inf (off every map).
+    previous camera-to-world pose; camera_33 the image intrinsics. Pixels become map positions
+    through pixel_to_map, the inverse of cell_pixels. Points at or behind the previous camera get
+    +inf (off every map).
     """
     world_to_cam = np.linalg.inv(np.asarray(pose_prev_cw, dtype=np.float64))
     p = transform_points(world_to_cam, points_world_hw3)
@@ -72,6 +82,5 @@ def ground_truth_flow(points_world_hw3, pose_prev_cw, camera_33, cell=CELL):
     u = k[0, 0] * p[..., 0] / z + k[0, 1] * p[..., 1] / z + k[0, 2]
     v = k[1, 1] * p[..., 1] / z + k[1, 2]
     h, w = z.shape
-    centres = cell_centres(h, w, cell)
-    flow = np.stack([u - centres[..., 0], v - centres[..., 1]], axis=-1) / cell
+    flow = (np.stack([u, v], axis=-1) - cell_pixels(h, w, cell)) / cell
     return np.where(ahead[..., None], flow, np.inf)

@@ -7,6 +7,8 @@ distributed step can divide by the count over the global batch.
 
 import tensorflow as tf
 
+from kfnet.geometry import CELL, CELL_OFFSET
+
 MIN_SIGMA = 1e-5
 ACCURACY_THRESHOLD = 0.05  # metres
 
@@ -81,10 +83,10 @@ def weight_decay(variables, scale):
     return scale * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
 
 
-def map_size_image(images_bhw3, cell=8):
-    """[B, h, w, 3] image at map size, each cell the mean of its 8×8 pixels (values kept 0..255).
+def map_size_image(images_bhw3):
+    """[B, h, w, 3] image at map size: one pixel per cell, the cell's own (cell_pixels), 0..255.
 
-    Used by the photometric and smoothness losses. The original subsampled single pixels;
-    the block mean is the same signal without the aliasing of 1-in-64 sampling.
+    Used by the photometric and smoothness losses. The original shrinks images with TF1
+    resize_bilinear / resize_nearest_neighbor, which at an 8× shrink pick pixel (8j, 8i).
     """
-    return tf.nn.avg_pool2d(tf.cast(images_bhw3, tf.float32), cell, cell, "VALID")
+    return tf.cast(images_bhw3, tf.float32)[:, CELL_OFFSET::CELL, CELL_OFFSET::CELL]

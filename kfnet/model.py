@@ -28,8 +28,8 @@ class KFNet:
     def window(self, images_btHW3, training=False):
         """Runs the filter through windows of T frames, starting from the first measurement.
 
-        Returns dicts of [B, T, h, w, ·] maps: measurement, prior (frames 1…T−1 only, so
-        [B, T−1, …]) and posterior, each with 'coords' and 'var'.
+        Returns dicts of [B, T, h, w, ·] maps: measurement, prior and posterior, each with
+        'coords' and 'var'. Frame 1's prior and posterior are its measurement, as in the original.
         """
         shape = tf.shape(images_btHW3)
         b, t = shape[0], images_btHW3.shape[1]
@@ -41,7 +41,7 @@ class KFNet:
 
         z, r, feats = per_frame(z), per_frame(r), per_frame(feats)
         post_x, post_p = z[:, 0], r[:, 0]
-        priors, posts = [], [(post_x, post_p)]
+        priors, posts = [(post_x, post_p)], [(post_x, post_p)]
         for i in range(1, t):
             flow, sigma_q = self.oflownet.flow_from_features(feats[:, i - 1], feats[:, i])
             prior_x, prior_p = kf.predict(post_x, post_p, flow, tf.square(sigma_q))

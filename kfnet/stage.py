@@ -1,4 +1,4 @@
-"""Stage 3: SCoordNet and OFlowNet fine-tuned together through the filter (SPEC §5.3)."""
+"""Stage 3: SCoordNet and OFlowNet fine-tuned together through the filter (docs/reference.md §5)."""
 
 import tensorflow as tf
 
@@ -14,8 +14,8 @@ SMOOTHNESS = 50.0
 class KFNetStage:
     """Loss = 0.2·L_measurement + 0.2·L_prior + 0.6·L_posterior, each NLL (ℓ ≤ −2) + 50·smoothness.
 
-    The measurement term covers all frames of a window; prior and posterior the frames after the
-    first (the first posterior is the measurement itself).
+    Each term covers all frames of the window, frame 1's prior and posterior being its
+    measurement (map and σ), each normalized over its own valid cells, as in the original.
     """
 
     name = "kfnet"
@@ -33,11 +33,10 @@ class KFNetStage:
         out = self.model.window(images, training=True)
         small = _per_frame(losses.map_size_image, images)
         total, metrics = 0.0, {}
-        # (output, first frame it covers, its first frame in the output's own time axis)
-        for key, first, skip in (("measurement", 0, 0), ("prior", 1, 0), ("posterior", 1, 1)):
-            coords = _flatten(out[key]["coords"][:, skip:])
-            sigma = tf.sqrt(_flatten(out[key]["var"][:, skip:]))
-            g, m, im = _flatten(gt[:, first:]), _flatten(mask[:, first:]), _flatten(small[:, first:])
+        g, m, im = _flatten(gt), _flatten(mask), _flatten(small)
+        for key in WEIGHTS:
+            coords = _flatten(out[key]["coords"])
+            sigma = tf.sqrt(_flatten(out[key]["var"]))
             nll_sum, count = losses.coord_nll_terms(coords, sigma, g, m, cap=self.nll_cap)
             smooth_sum, smooth_count = losses.smoothness_terms(coords, im, m)
             hits, _ = losses.accuracy_terms(coords, g, m)

@@ -4,7 +4,7 @@
 
 Each frame gets one pass of SCoordNet (measurement) and of OFlowNet's feature tower, plus the
 flow from the previous frame; the filter state is carried from frame to frame and restarts from
-the measurement at every sequence start (SPEC §4).
+the measurement at every sequence start (docs/reference.md §4).
 """
 
 import sys
@@ -24,7 +24,11 @@ def main(argv=None):
 
     parser = testing_parser(__doc__.splitlines()[0])
     parser.add_argument("--nis", action="store_true", default=None,
-                        help="cells failing the innovation test (NIS > 7.815) take the measurement")
+                        help="cells failing the innovation test (NIS > 7.815) are written out as their "
+                             "measurement (coordinates; the written sigma and the filter state stay the "
+                             "Kalman posterior's, as in the original)")
+    parser.add_argument("--nis_threshold", type=float, default=7.815,
+                        help="the innovation test's bound (chi-square, 3 degrees of freedom: 7.815 = 95 %%)")
     parser.add_argument("--save_measurement", action="store_true",
                         help="also write the measurement and prior maps to OUT/measurement, OUT/prior")
     args = parser.parse_args(argv)
@@ -54,7 +58,7 @@ def main(argv=None):
                                 load_config(args.scene, args.config))
     model = KFNet(nets["scoordnet"], nets["oflownet"])
     out = Path(args.output_folder)
-    signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis,
+    signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,
                  "save_measurement": args.save_measurement,
                  "input_folder": str(Path(args.input_folder).resolve())}
     outputs.open_output_folder(out, signature)
@@ -79,11 +83,10 @@ def main(argv=None):
     def filter_step(post_x, post_p, flow, q, z, r):
         prior_x, prior_p = kf.predict(post_x, post_p, flow, q)
         nis = kf.nis(prior_x, prior_p, z, r)
-        if use_nis:
-            x, p = kf.update_with_nis(prior_x, prior_p, z, r)
-        else:
-            x, p = kf.update(prior_x, prior_p, z, r)
-        return prior_x, prior_p, x, p, nis
+        x, p = kf.update(prior_x, prior_p, z, r)
+        # --nis changes what is written, not the state carried to the next frame (as the original).
+        shown = kf.nis_output(x, prior_x, prior_p, z, r, args.nis_threshold) if use_nis else x
+        return prior_x, prior_p, x, p, nis, shown
 
     # Resume: the filter state cannot be read back, so restart at the sequence holding the first
     # frame without an output; every sequence before it is complete.
@@ -130,12 +133,14 @@ def main(argv=None):
             prior = None
             if bool(batch["new_sequence"][i]) or state is None:
                 state = (zi, ri)
+                shown = zi
             else:
-                prior_x, prior_p, x, p, nis = filter_step(state[0], state[1], flow[i:i + 1], q[i:i + 1], zi, ri)
+                prior_x, prior_p, x, p, nis, shown = filter_step(state[0], state[1], flow[i:i + 1],
+                                                                 q[i:i + 1], zi, ri)
                 state, prior = (x, p), (prior_x, prior_p)
-                nis_pass += int(np.sum(nis.numpy() <= kf.NIS_THRESHOLD))
+                nis_pass += int(np.sum(nis.numpy() <= args.nis_threshold))
                 nis_cells += int(np.prod(nis.shape))
-            post_world = world(state[0].numpy()[0])
+            post_world = world(shown.numpy()[0])
             outputs.save_npy(outputs.coord_file(out, k),
                              outputs.coord_output(post_world, np.sqrt(state[1].numpy()[0])))
             maps = {"posterior": post_world, "measurement": world(zi.numpy()[0])}
@@ -167,7 +172,7 @@ def main(argv=None):
             print(e.summary_line())
     if nis_cells:
         print(f"NIS test passed by {100 * nis_pass / nis_cells:.1f} % of cells "
-              f"(threshold {kf.NIS_THRESHOLD}{', failing cells take the measurement' if use_nis else ''})")
+              f"(threshold {args.nis_threshold:g}{', failing cells take the measurement' if use_nis else ''})")
     outputs.mark_complete(out, summary)
     if frames:
         print(f"{frames} frames in {elapsed:.1f} s ({frames / elapsed:.2f} frames/s); posterior maps in {out}")

@@ -1,4 +1,4 @@
-"""Fine-tune SCoordNet and OFlowNet together through the Kalman filter (stage 3, SPEC §5.3).
+"""Fine-tune SCoordNet and OFlowNet together through the Kalman filter (stage 3).
 
     python kfnet/train.py --input_folder IN --model_folder M --scene chess --scoordnet M1 --oflownet M2
 """
@@ -21,7 +21,7 @@ def main(argv=None):
     parser.add_argument("--oflownet", help="model folder of a trained OFlowNet to start from")
     args = parser.parse_args(argv)
     quiet_tensorflow()
-    from kfnet.checkpoints import load_networks, network_widths, read_model_info
+    from kfnet.checkpoints import load_adam_moments, load_networks, network_widths, read_model_info
     from kfnet.config import load_config, stage_config
     from kfnet.data.pipelines import window_dataset
     from kfnet.data.scene import load_input_folder
@@ -60,7 +60,10 @@ def main(argv=None):
             folder = getattr(args, name)
             if folder:
                 kind, path = load_networks(folder, {name: net}, flag=f"--{name}")
-                print(f"{name} weights from {path} ({'original TF1 release' if kind == 'tf1' else kind})")
+                moments = load_adam_moments(folder, name, net, trainer.adam, flag=f"--{name}")
+                print(f"{name} weights from {path} ({'original TF1 release' if kind == 'tf1' else kind}); "
+                      + (f"Adam moments of {moments} variables carried over" if moments
+                         else "no Adam moments there: they start at zero"))
             else:
                 print(f"warning: no --{name}: {name} starts from random weights", file=sys.stderr)
 
@@ -72,7 +75,8 @@ def main(argv=None):
 
     def make_dataset(start_step):
         return window_dataset(data, int(cfg["window"]), int(cfg["batch_size"]),
-                              augment=bool(cfg["augment"]), seed=int(cfg["seed"]), start_step=start_step)
+                              augment=bool(cfg["augment"]), seed=int(cfg["seed"]), start_step=start_step,
+                              shuffle=bool(cfg.get("shuffle", False)))
 
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
                        snapshot=int(cfg["snapshot"]), progress=args.progress)

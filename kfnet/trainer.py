@@ -29,19 +29,15 @@ from kfnet.errors import InputError
 from kfnet.losses import weight_decay
 
 
-class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """base_lr · 0.5^⌊step / stepvalue⌋ (SPEC §5)."""
+LR_DECAY = 0.5  # the learning rate halves every stepvalue steps
 
-    def __init__(self, base_lr, stepvalue):
-        self.base_lr = float(base_lr)
-        self.stepvalue = int(stepvalue)
 
-    def __call__(self, step):
-        drops = tf.floor(tf.cast(step, tf.float32) / float(self.stepvalue))
-        return self.base_lr * tf.pow(0.5, drops)
-
-    def get_config(self):
-        return {"base_lr": self.base_lr, "stepvalue": self.stepvalue}
+def learning_rate_schedule(cfg):
+    """base_lr · 0.5^(step / stepvalue), decayed continuously as the original's TF1
+    exponential_decay (no staircase); config `lr_staircase: true` halves it in steps instead."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        float(cfg["base_lr"]), int(cfg["stepvalue"]), LR_DECAY,
+        staircase=bool(cfg.get("lr_staircase", False)))
 
 
 class Trainer:
@@ -74,7 +70,7 @@ class Trainer:
             # 4·stepvalue (KFNet) must not skip Adam's warm-up correction of fresh moments.
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            schedule = StepSchedule(cfg["base_lr"], cfg["stepvalue"])
+            schedule = learning_rate_schedule(cfg)
             self.adam = keras.optimizers.Adam(lambda: schedule(self.global_step))
             self.optimizer = (keras.optimizers.LossScaleOptimizer(self.adam) if self.loss_scaling
                               else self.adam)

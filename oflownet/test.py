@@ -13,14 +13,14 @@ import numpy as np  # noqa: E402
 
 from kfnet.cli import quiet_tensorflow, run  # noqa: E402
 
-EPILOG = """Each file is float32 h x w x 3: flow u, v in map cells from a cell of frame k to its position
-in frame k-1, and confidence 1/sigma_q. With label_list.txt the warped previous labels are compared
-with frame k's (cm); with pose_list.txt too, the flow is compared with the flow the poses give
-(cells), using the intrinsics of --scene/--config."""
+EPILOG = """Each file is float32 h x w x 3, as the original writes it: flow u, v in map cells from a cell of
+frame k-1 to its position in frame k, and confidence 1/sigma_q. With label_list.txt, frame k's labels
+warped back by the flow are compared with frame k-1's (cm); with pose_list.txt too, the flow is
+compared with the flow the poses give (cells), using the intrinsics of --scene/--config."""
 
 
 def flow_file(folder, k):
-    """OUT/<k-1>_<k>_flow.npy: the flow of pair (k − 1, k)."""
+    """OUT/<k-1>_<k>_flow.npy: the flow of pair (k − 1, k), frame k−1's cells into frame k."""
     return Path(folder) / f"{k - 1}_{k}_flow.npy"
 
 
@@ -57,14 +57,18 @@ def ground_truth_flow(world_cur_hw3, mask_cur_hw1, world_prev_hw3, mask_prev_hw1
 
 
 class PairScores:
-    """Per-pair and overall errors of the flow against labels (and poses, when given)."""
+    """Per-pair and overall errors of the flow against labels (and poses, when given).
+
+    `add` takes the flow of the cells of a frame `a` into a frame `b` (the flow file's k−1 → k),
+    frame b's labels sampled by it, and the labels of a (label_cur) and b (label_prev, the
+    sampled frame, in the filter's naming)."""
 
     def __init__(self, camera_33, poses_n44, to_world_44):
         self.camera, self.poses, self.to_world = camera_33, poses_n44, to_world_44
         self.coord_cm, self.still_cm, self.flow_cells, self.gt_cells = [], [], [], []
 
     def add(self, k, flow_hw3, prior_hw3, usable_hw, label_prev, label_cur):
-        """Scores pair (k − 1, k); returns its report line."""
+        """Scores pair (k − 1, k), frame k−1's cells flowing into frame k; returns its report line."""
         (coords_prev, mask_prev), (coords_cur, mask_cur) = label_prev, label_cur
         err = label_errors_cm(prior_hw3, usable_hw, coords_cur, mask_cur)
         self.coord_cm.append(err)
@@ -76,7 +80,7 @@ class PairScores:
 
             gt, known = ground_truth_flow(transform_points(self.to_world, coords_cur), mask_cur,
                                           transform_points(self.to_world, coords_prev), mask_prev,
-                                          self.poses[k - 1], self.camera)
+                                          self.poses[k], self.camera)
             epe = np.linalg.norm(flow_hw3[..., :2] - gt, axis=-1)[known]
             self.flow_cells.append(epe)
             self.gt_cells.append(np.linalg.norm(gt, axis=-1)[known])
@@ -204,8 +208,10 @@ def main(argv=None):
         flows = {}
         if run_pairs:
             t = time.time()
-            result = flow_of(tf.stack([a[1] for a, _ in run_pairs]),
-                             tf.stack([b[1] for _, b in run_pairs])).numpy()
+            # The written direction is k−1 → k: frame k−1's cells are the "current" ones, whose
+            # position is sought in frame k (flow_from_features gives current → previous).
+            result = flow_of(tf.stack([b[1] for _, b in run_pairs]),
+                             tf.stack([a[1] for a, _ in run_pairs])).numpy()
             net_seconds += time.time() - t
             for (_, b), f in zip(run_pairs, result):
                 outputs.save_npy(flow_file(out, b[0]), f)
@@ -213,10 +219,10 @@ def main(argv=None):
         if scores is not None and links:
             flow = np.stack([flows[b[0]] if b[0] in flows else np.load(flow_file(out, b[0]))
                              for _, b in links])
-            prior, usable = warp_labels(flow[..., :2], np.stack([a[2][0] for a, _ in links]),
-                                        np.stack([a[2][1] for a, _ in links]))
+            prior, usable = warp_labels(flow[..., :2], np.stack([b[2][0] for _, b in links]),
+                                        np.stack([b[2][1] for _, b in links]))
             for n, (a, b) in enumerate(links):
-                line = scores.add(b[0], flow[n], prior[n].numpy(), usable[n].numpy(), a[2], b[2])
+                line = scores.add(b[0], flow[n], prior[n].numpy(), usable[n].numpy(), b[2], a[2])
                 if not args.quiet:
                     bar.write(line)
         last = frames[-1]

@@ -1,4 +1,4 @@
-"""Train OFlowNet on consecutive frame pairs (stage 2, SPEC §5.2); scene-independent.
+"""Train OFlowNet on consecutive frame pairs, both directions per step (stage 2); scene-independent.
 
     python oflownet/train.py --input_folder IN --model_folder M [--scene S | --config F] [--noise]
 """
@@ -52,7 +52,7 @@ def main(argv=None):
                       mixed_precision=args.mixed_precision, xla=args.xla)
     stage.step = trainer.optimizer.iterations  # noise draws follow the step, also after resuming
     trainer.restore_or_init()
-    print(f"OFlowNet: {pairs} pairs (both directions) of {len(data)} frames {data.image_hw[1]}x"
+    print(f"OFlowNet: {pairs} pairs (each step both directions) of {len(data)} frames {data.image_hw[1]}x"
           f"{data.image_hw[0]}, width {cfg['width']}, {stage.net.count_params():,} parameters, "
           f"noise {'on' if stage.noise else 'off'}, steps {trainer.step}→{cfg['max_steps']}")
 

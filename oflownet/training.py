@@ -1,4 +1,9 @@
-"""Stage 2: OFlowNet trained on consecutive frame pairs through the filter's prediction (SPEC §5.2)."""
+"""Stage 2: OFlowNet trained on consecutive frame pairs through the filter's prediction.
+
+Each step trains every pair of its batch in both directions at once (k → k+1 and k+1 → k as
+one batch of 2B, each loss term normalized over the cells of both directions together), as the
+original's batch of two frames did (docs/reference.md §5).
+"""
 
 import tensorflow as tf
 
@@ -30,6 +35,15 @@ def neighbourhood_mask(mask_prev_bhw1, mask_cur_bhw1, window=WINDOW):
     return all_valid * tf.cast(mask_cur_bhw1, tf.float32)
 
 
+def both_directions(batch):
+    """The pairs (k, k+1) of a batch as 2B pairs: k → k+1 first, then k+1 → k."""
+    out = dict(batch)
+    for name in ("image", "coords", "mask"):
+        prev, cur = batch[f"{name}_prev"], batch[f"{name}_cur"]
+        out[f"{name}_prev"], out[f"{name}_cur"] = tf.concat([prev, cur], 0), tf.concat([cur, prev], 0)
+    return out
+
+
 class OFlowNetStage:
     """Owns the network; loss = capped temporal NLL + 2 × photometric + 50 × smoothness.
 
@@ -52,7 +66,11 @@ class OFlowNetStage:
         return self.net.trainable_variables
 
     def _previous_state(self, coords_bhw3):
-        """(previous coords, previous variance [B, 1, 1, 1]) in the normalized frame."""
+        """(previous coords, previous variance [B, 1, 1, 1]) in the normalized frame.
+
+        coords_bhw3 holds both directions' previous frames, [frames k; frames k+1]: one noise
+        level per pair, shared by its two frames (the original drew one per step of two frames).
+        """
         batch = tf.shape(coords_bhw3)[0]
         if not self.noise:
             return coords_bhw3, tf.zeros([batch, 1, 1, 1], coords_bhw3.dtype)
@@ -61,11 +79,13 @@ class OFlowNetStage:
         replica = tf.cast(0 if ctx is None else ctx.replica_id_in_sync_group, tf.int64)
         draw = 2 * (step * 1024 + replica)  # two independent streams per (step, replica)
         seed = tf.constant(self.seed, tf.int64)
-        sigma = tf.random.stateless_uniform([batch, 1, 1, 1], tf.stack([seed, draw]), *NOISE_SIGMA)
+        sigma = tf.random.stateless_uniform([batch // 2, 1, 1, 1], tf.stack([seed, draw]), *NOISE_SIGMA)
+        sigma = tf.concat([sigma, sigma], 0)
         unit = tf.random.stateless_normal(tf.shape(coords_bhw3), tf.stack([seed, draw + 1]))
         return coords_bhw3 + sigma * unit, tf.square(sigma)
 
     def loss(self, batch):
+        batch = both_directions(batch)
         image_prev, image_cur = batch["image_prev"], batch["image_cur"]
         prev_coords, prev_var = self._previous_state(batch["coords_prev"])
         flow, sigma_q = self.net((image_prev, image_cur), training=True)

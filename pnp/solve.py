@@ -29,6 +29,7 @@ from tqdm import tqdm  # noqa: E402
 from kfnet.cli import add_config_flags, run  # noqa: E402
 from kfnet.config import intrinsics, load_config, override  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
+from kfnet.geometry import cell_pixels  # noqa: E402
 from kfnet.poses import PoseRecord, pose_errors, write_pose_file, write_tum  # noqa: E402
 from pnp.evaluate import (  # noqa: E402
     find_coord_files,
@@ -95,7 +96,7 @@ def solve_frame(coords, confidence, K, cell=8, threshold=None, hypotheses=256, s
         info["failure"] = f"only {info['usable']} usable cells (need at least 4)"
     else:
         ii, jj = np.nonzero(usable)
-        pixels = np.stack([cell * jj + cell / 2, cell * ii + cell / 2], axis=1).astype(np.float64)
+        pixels = cell_pixels(h, w, cell)[ii, jj]
         # Absurd but finite inputs may overflow; such hypotheses are dropped, not reported.
         with np.errstate(all="ignore"):
             result = ransac_pnp(pixels, coords[ii, jj].astype(np.float64),

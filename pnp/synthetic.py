@@ -1,6 +1,6 @@
 """Generated scene-coordinate maps with a known pose, for tests and the PnP benchmark.
 
-Each cell's centre pixel (8j+4, 8i+4) is back-projected with K at a random depth and mapped
+Each cell's pixel (8j, 8i) (kfnet.geometry.cell_pixels) is back-projected with K at a random depth and mapped
 to world coordinates with the true camera-to-world pose, so the geometry is exact before
 noise. Inliers get Gaussian noise with a per-cell σ and a confidence 1/σ that is right up to
 a random factor; outliers sit in blobs (networks fail on regions, not on single cells), are
@@ -11,6 +11,8 @@ confidence of a good cell.
 from dataclasses import dataclass
 
 import numpy as np
+
+from kfnet.geometry import cell_pixels
 
 
 @dataclass
@@ -32,12 +34,6 @@ def random_rotation(rng):
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
     ])
-
-
-def cell_pixels(h, w, cell=8):
-    """[h, w, 2] pixel (x, y) of each map cell's centre."""
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return np.stack([cell * jj + cell // 2, cell * ii + cell // 2], axis=-1).astype(np.float64)
 
 
 def _blob_mask(rng, h, w, share):

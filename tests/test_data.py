@@ -36,7 +36,7 @@ def test_label_round_trip_npy(tmp_path, label_hw4):
     np.testing.assert_array_equal(read_label(path, (48, 80)), label_hw4)
 
 
-def test_label_full_resolution_reads_cell_centres(tmp_path):
+def test_label_full_resolution_reads_cell_pixels(tmp_path):
     full = np.zeros((48, 80, 4), np.float32)
     yy, xx = np.mgrid[0:48, 0:80]
     full[..., 0], full[..., 1], full[..., 3] = xx, yy, 1
@@ -44,8 +44,10 @@ def test_label_full_resolution_reads_cell_centres(tmp_path):
         write_label(tmp_path / name, full)
         lab = read_label(tmp_path / name, (48, 80))
         assert lab.shape == (6, 10, 4)
-        # Cell (i, j) is pixel (8j+4, 8i+4).
-        assert lab[2, 3, 0] == 28 and lab[2, 3, 1] == 20
+        # Cell (i, j) is pixel (8j, 8i), as the original's resize_nearest_neighbor picks it.
+        assert lab[2, 3, 0] == 24 and lab[2, 3, 1] == 16
+        np.testing.assert_array_equal(lab[..., 0], xx[::8, ::8])
+        np.testing.assert_array_equal(lab[..., 1], yy[::8, ::8])
 
 
 def test_label_wrong_size_names_file(tmp_path):
@@ -150,12 +152,13 @@ def test_pipelines_shapes_and_pairs(tmp_path):
     b = next(iter(pipelines.frame_dataset(data, batch_size=4)))
     assert b["image"].shape == (4, 64, 80, 3) and b["coords"].shape == (4, 8, 10, 3)
     pairs = pipelines.consecutive_pairs(data)
-    # 2 + 4 forward pairs within sequences, and the same reversed; none across the boundary.
-    assert len(pairs) == 12 and [2, 3] not in pairs.tolist() and [4, 3] in pairs.tolist()
+    # 2 + 4 forward pairs within sequences (the stage trains each both ways); none across the boundary.
+    assert pairs.tolist() == [[0, 1], [1, 2], [3, 4], [4, 5], [5, 6], [6, 7]]
     b = next(iter(pipelines.pair_dataset(data, batch_size=2)))
     assert b["image_prev"].shape == (2, 64, 80, 3) and b["mask_cur"].shape == (2, 8, 10, 1)
     wins = pipelines.windows(data, 4)
-    assert wins.tolist() == [[3, 4, 5, 6], [4, 5, 6, 7], [6, 5, 4, 3], [7, 6, 5, 4]]
+    # In temporal order, each window followed by its reverse, as the original took them.
+    assert wins.tolist() == [[3, 4, 5, 6], [6, 5, 4, 3], [4, 5, 6, 7], [7, 6, 5, 4]]
     b = next(iter(pipelines.window_dataset(data, 4)))
     assert b["images"].shape == (1, 4, 64, 80, 3) and b["coords"].shape == (1, 4, 8, 10, 3)
     # Without augmentation a window's labels are its frames' labels: x = frame number in sequence.
@@ -183,14 +186,14 @@ def test_training_stream_resumes_exactly(tmp_path):
 
 
 def test_augmented_labels_follow_the_image():
-    """Image colours encode pixel positions, labels encode cell-centre pixels: after any random
-    change, a valid cell's label must name (nearly) the pixel its centre now shows."""
+    """Image colours encode pixel positions, labels encode each cell's pixel (8j, 8i): after any
+    random change, a valid cell's label must name (nearly) the pixel its own pixel now shows."""
     height, width = 96, 128
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack([xx, yy, np.zeros_like(xx)], -1)[None]
     h, w = height // 8, width // 8
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
-    coords = np.stack([8 * jj + 4, 8 * ii + 4, np.zeros_like(jj)], -1).astype(np.float32)[None]
+    coords = np.stack([8 * jj, 8 * ii, np.zeros_like(jj)], -1).astype(np.float32)[None]
     mask = np.ones((1, h, w, 1), np.float32)
     for seed in range(40):
         matrix = random_geometry(tf.constant([seed, 3], tf.int64), (height, width))
@@ -198,7 +201,7 @@ def test_augmented_labels_follow_the_image():
         out_coords, out_mask = (t.numpy()[0] for t in warp_labels(coords, mask, matrix, (height, width)))
         valid = out_mask[..., 0] > 0
         assert valid.sum() > 0.3 * h * w
-        shown = out_img[4::8, 4::8, :2][valid]  # what the image shows at each valid cell centre
+        shown = out_img[::8, ::8, :2][valid]  # what the image shows at each valid cell's pixel
         err = np.abs(shown - out_coords[valid][:, :2])
         # Labels are interpolated on this (planar) label map: off by a fraction of a pixel,
         # except next to the map border, where the nearest cell (within half a cell) is taken.

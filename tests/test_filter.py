@@ -37,15 +37,17 @@ def test_nis_hand_case():
     np.testing.assert_allclose(value.numpy().ravel(), [3.0], rtol=1e-6)
 
 
-def test_update_with_nis_replaces_only_failing_cells():
+def test_nis_output_replaces_only_failing_cells():
     prior = cells([[0, 0, 0], [0, 0, 0], [0, 0, 0]], 3)
     # NIS = 1/2 (kept), 4²/2 = 8 (> 7.815, replaced), 3.9²/2 = 7.605 (just under the cut, kept).
     meas = cells([[1, 0, 0], [4, 0, 0], [3.9, 0, 0]], 3)
     prior_var, meas_var = cells([1.0, 1.0, 1.0], 1), cells([1.0, 1.0, 1.0], 1)
-    coords, var = kf.update_with_nis(prior, prior_var, meas, meas_var)
-    coords, var = coords.numpy()[0, 0], var.numpy().ravel()
-    np.testing.assert_allclose(coords[:, 0], [0.5, 4.0, 1.95], rtol=1e-6)
-    np.testing.assert_allclose(var, [0.5, 1.0, 0.5], rtol=1e-6)
+    post, post_var = kf.update(prior, prior_var, meas, meas_var)
+    shown = kf.nis_output(post, prior, prior_var, meas, meas_var).numpy()[0, 0]
+    np.testing.assert_allclose(shown[:, 0], [0.5, 4.0, 1.95], rtol=1e-6)
+    # The state itself is the Kalman posterior in every cell.
+    np.testing.assert_allclose(post.numpy()[0, 0, :, 0], [0.5, 2.0, 1.95], rtol=1e-6)
+    np.testing.assert_allclose(post_var.numpy().ravel(), [0.5, 0.5, 0.5], rtol=1e-6)
     assert kf.NIS_THRESHOLD == 7.815
 
 

@@ -38,9 +38,12 @@ def test_window_filter_shapes_and_first_posterior_is_the_measurement(tiny_scene)
     stage = KFNetStage(SCoordNet(0.125).build_for(data.image_hw), OFlowNet(0.25))
     out = stage.model.window(next(iter(window_dataset(data, 4)))["images"])
     assert out["measurement"]["coords"].shape == (1, 4, 8, 10, 3)
-    assert out["prior"]["coords"].shape == (1, 3, 8, 10, 3)
+    assert out["prior"]["coords"].shape == (1, 4, 8, 10, 3)
     assert out["posterior"]["var"].shape == (1, 4, 8, 10, 1)
-    np.testing.assert_array_equal(out["posterior"]["coords"][:, 0], out["measurement"]["coords"][:, 0])
+    # Frame 1's prior and posterior are its measurement (map and variance), as in the original.
+    for key in ("prior", "posterior"):
+        for part in ("coords", "var"):
+            np.testing.assert_array_equal(out[key][part][:, 0], out["measurement"][part][:, 0])
     # Filtering never makes a cell less certain than its measurement.
     assert np.all(out["posterior"]["var"].numpy() <= out["measurement"]["var"].numpy() * (1 + 1e-5))
 
@@ -74,8 +77,9 @@ def test_training_starts_from_both_stages_on_the_last_learning_rate_step(tiny_sc
 
 
 def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_path):
-    """Adam's first update moves every weight by at most the learning rate (base_lr / 2⁴, the
-    last step of the schedule); skipping the bias correction would move them 3.16× as far."""
+    """Adam's first update moves every weight without carried-over moments (here OFlowNet's, from
+    a checkpoint without an optimizer) by at most the learning rate (base_lr / 2⁴, the last step
+    of the schedule); skipping the bias correction would move them 3.16× as far."""
     from kfnet.config import load_config, stage_config
 
     assert train_scoordnet(tiny_scene.train, tmp_path / "s", 2, "--snapshot", "2") == 0
@@ -84,15 +88,67 @@ def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_pat
     (tmp_path / "o" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     assert _kfnet_train(tiny_scene, tmp_path / "k", "--scoordnet", str(tmp_path / "s"),
                         "--oflownet", str(tmp_path / "o"), "--max_steps", "9") == 0
-    before = tf.train.load_checkpoint(str(tmp_path / "s" / "ckpt-2"))
-    after = tf.train.load_checkpoint(str(tmp_path / "k" / "ckpt-9"))
+    from kfnet.checkpoints import load_networks
+
+    hw = load_input_folder(tiny_scene.train).image_hw
+    before, after = OFlowNet(0.25).build_for(hw), OFlowNet(0.25).build_for(hw)
+    load_networks(tmp_path / "o", {"oflownet": before})
+    load_networks(tmp_path / "k", {"oflownet": after})
     lr = float(stage_config(load_config("tiny"), "kfnet")["base_lr"]) / 16
-    moved = []
-    for key in before.get_variable_to_shape_map():
-        if key.startswith("optimizer/_trainable_variables/") and key.endswith("VARIABLE_VALUE"):
-            moved.append(np.abs(after.get_tensor(key) - before.get_tensor(key)).max())
-    assert len(moved) == 24
+    moved = [np.abs(a.numpy() - b.numpy()).max()
+             for a, b in zip(after.trainable_variables, before.trainable_variables)]
+    assert len(moved) > 20
     assert 0.5 * lr < max(moved) <= 1.01 * lr, max(moved)
+
+
+def test_fine_tuning_keeps_the_pretrained_adam_moments(tiny_scene, tmp_path, capsys):
+    """As the original restored `…/Adam` slots with the weights: SCoordNet's moments come from
+    its stage-1 checkpoint (this project's or a TF1 one), OFlowNet's start at zero without any."""
+    import keras
+
+    from kfnet.checkpoints import _adam_slots, load_adam_moments
+
+    assert train_scoordnet(tiny_scene.train, tmp_path / "s", 2, "--snapshot", "2") == 0
+    data = load_input_folder(tiny_scene.train)
+    saved = SCoordNet(0.125).build_for(data.image_hw)
+    saved_adam = keras.optimizers.Adam(lambda: 0.0)
+    saved_adam.build(saved.trainable_variables)
+    tf.train.Checkpoint(optimizer=saved_adam, scoordnet=saved).read(
+        str(tmp_path / "s" / "ckpt-2")).expect_partial()
+    net, oflow = SCoordNet(0.125).build_for(data.image_hw), OFlowNet(0.25).build_for(data.image_hw)
+    adam = keras.optimizers.Adam(1e-3)
+    adam.build(net.trainable_variables + oflow.trainable_variables)
+    assert load_adam_moments(tmp_path / "s", "scoordnet", net, adam) == len(net.trainable_variables)
+    for mine, theirs in zip(net.trainable_variables, saved.trainable_variables):
+        for got, want in zip(_adam_slots(adam, mine), _adam_slots(saved_adam, theirs)):
+            assert np.abs(want.numpy()).max() > 0
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert all(not np.any(m.numpy()) for v in oflow.trainable_variables for m in _adam_slots(adam, v))
+    # A folder of another stage gives none.
+    assert load_adam_moments(tmp_path / "s", "oflownet", oflow, adam) == 0
+
+    # TF1 release: the `…/Adam` and `…/Adam_1` slots next to each weight.
+    shapes = {k: tuple(v.shape) for k, v in SCoordNet(1.0).build_for((32, 32)).tf1_variables().items()}
+    arrays = random_tf1_arrays(shapes, scale=0.02)
+    slots = {f"{k}/{s}": np.full(v.shape, i + 1.0, np.float32)
+             for i, (k, v) in enumerate(arrays.items()) for s in ("Adam", "Adam_1")}
+    write_tf1_checkpoint(tmp_path / "orig", {**arrays, **slots}, step=500)
+    full = SCoordNet(1.0).build_for((32, 32))
+    adam = keras.optimizers.Adam(1e-3)
+    adam.build(full.trainable_variables)
+    assert load_adam_moments(tmp_path / "orig", "scoordnet", full, adam) == len(arrays)
+    for i, (name, var) in enumerate(full.tf1_variables().items()):
+        m, v = _adam_slots(adam, var)
+        assert np.all(m.numpy() == slots[f"{name}/Adam"]) and np.all(v.numpy() == slots[f"{name}/Adam_1"])
+
+    capsys.readouterr()
+    tf.train.Checkpoint(oflownet=OFlowNet(0.25)).write(str(tmp_path / "o" / "ckpt-1"))
+    (tmp_path / "o" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    assert _kfnet_train(tiny_scene, tmp_path / "k", "--scoordnet", str(tmp_path / "s"),
+                        "--oflownet", str(tmp_path / "o"), "--max_steps", "9") == 0
+    printed = capsys.readouterr().out
+    assert f"Adam moments of {len(net.trainable_variables)} variables carried over" in printed
+    assert "no Adam moments there" in printed
 
 
 def _stream(tiny_scene, model, out, *extra):
@@ -123,6 +179,42 @@ def test_streaming_resets_at_sequence_starts(tiny_scene, tmp_path, capsys):
             assert not np.array_equal(post, meas)
             # The posterior is at least as certain as the measurement.
             assert np.all(post[..., 3] >= meas[..., 3] * (1 - 1e-5))
+
+
+def test_nis_changes_the_output_not_the_filter_state(tiny_scene, tmp_path):
+    """--nis writes failing cells as their measurement; the state (hence every prior) and the
+    written σ stay the Kalman posterior's, as in the original."""
+    assert _kfnet_train(tiny_scene, tmp_path / "k", "--max_steps", "2") == 0
+    plain, gated = tmp_path / "plain", tmp_path / "gated"
+    assert _stream(tiny_scene, tmp_path / "k", plain, "--save_measurement") == 0
+
+    def nis_of(k):
+        prior, meas = (np.load(plain / sub / f"coord_{k}.npy") for sub in ("prior", "measurement"))
+        return (np.sum((meas[..., :3] - prior[..., :3]) ** 2, -1)
+                / (1.0 / prior[..., 3] ** 2 + 1.0 / meas[..., 3] ** 2))
+
+    # A barely trained model fails no 95 % test: a bound at the median NIS makes half the cells fail.
+    threshold = float(np.median([nis_of(k) for k in range(24) if k not in (0, 12)]))
+    assert _stream(tiny_scene, tmp_path / "k", gated, "--save_measurement", "--nis",
+                   "--nis_threshold", str(threshold)) == 0
+    rejected = kept = 0
+    for k in range(24):
+        post, shown = np.load(plain / f"coord_{k}.npy"), np.load(gated / f"coord_{k}.npy")
+        meas = np.load(plain / "measurement" / f"coord_{k}.npy")
+        np.testing.assert_array_equal(shown[..., 3], post[..., 3])
+        prior_file = plain / "prior" / f"coord_{k}.npy"
+        if not prior_file.exists():
+            np.testing.assert_array_equal(shown, post)
+            continue
+        prior = np.load(prior_file)
+        np.testing.assert_allclose(np.load(gated / "prior" / f"coord_{k}.npy"), prior, rtol=1e-6, atol=1e-6)
+        nis = nis_of(k)
+        clear = np.abs(nis - threshold) > 1e-3 * threshold
+        fail = clear & (nis > threshold)
+        np.testing.assert_allclose(shown[fail, :3], meas[fail, :3], atol=1e-6)
+        np.testing.assert_allclose(shown[clear & ~fail, :3], post[clear & ~fail, :3], atol=1e-6)
+        rejected, kept = rejected + int(fail.sum()), kept + int((clear & ~fail).sum())
+    assert rejected > 0 and kept > 0
 
 
 def test_streaming_resume_restarts_the_unfinished_sequence(tiny_scene, tmp_path):

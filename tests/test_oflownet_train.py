@@ -198,7 +198,7 @@ def test_ground_truth_flow_of_a_sideways_step():
     h, w, f, cx, cy, depth = 6, 8, 64.0, 32.0, 24.0, 2.0
     camera = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]])
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
-    u, v = 8 * jj + 4, 8 * ii + 4
+    u, v = 8 * jj, 8 * ii
     wall = np.stack([(u - cx) / f * depth, (v - cy) / f * depth, np.full((h, w), depth)], axis=-1)
     pose_prev = np.eye(4)
     pose_prev[0, 3] = 0.5
@@ -220,7 +220,9 @@ def test_original_tf1_weights_round_trip(tiny_scene, tmp_path):
     for name, var in reference.tf1_variables().items():
         var.assign(arrays[name])
     data = load_input_folder(tiny_scene.test)
-    flow, sigma = reference((_images(data, [2]), _images(data, [3])))
+    # The file of pair (2, 3) holds frame 2's cells flowing into frame 3 (the original's direction):
+    # OFlowNet with frame 3 as the previous frame and frame 2 as the current one.
+    flow, sigma = reference((_images(data, [3]), _images(data, [2])))
     saved = np.load(out / "2_3_flow.npy")
     assert np.abs(saved[..., :2]).max() > 1e-3  # random weights give a flow worth comparing
     np.testing.assert_allclose(saved[..., :2], flow.numpy()[0], atol=1e-4)

@@ -4,7 +4,7 @@ that decide a temporal filter's gain (errors that change from frame to frame, er
 import numpy as np
 import pytest
 
-from kfnet.geometry import cell_centres, ground_truth_flow
+from kfnet.geometry import cell_pixels, ground_truth_flow
 from kfnet.oracle import Frame, analyse, filter_with_flow
 
 K = np.array([[100.0, 0.0, 40.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]])
@@ -12,7 +12,7 @@ K = np.array([[100.0, 0.0, 40.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]])
 
 def wall_points(depth=2.0, h=8, w=10):
     """World points seen by cell centres of a camera at the origin looking down +z, on z = depth."""
-    c = cell_centres(h, w)
+    c = cell_pixels(h, w)
     return np.stack([(c[..., 0] - 40) / 100 * depth, (c[..., 1] - 32) / 100 * depth,
                      np.full((h, w), depth)], axis=-1)
 

@@ -13,7 +13,8 @@ from kfnet.poses import pose_errors, read_pose_file, read_tum
 from pnp.p3p import p3p
 from pnp.refine import refine_pose, reprojection_errors, reprojection_errors_many, so3_exp
 from pnp.solve import default_threshold, main, output_paths, solve_frame
-from pnp.synthetic import cell_pixels, make_frame, random_rotation
+from kfnet.geometry import cell_pixels
+from pnp.synthetic import make_frame, random_rotation
 
 REPO = Path(__file__).resolve().parents[1]
 K = np.array([[525.0, 0, 320], [0, 525.0, 240], [0, 0, 1]])

@@ -37,7 +37,7 @@ def test_labels_reproject_onto_their_cells_at_the_rendered_depth(tiny_scene):
     assert poses[23] == str(tiny_scene.dataset / "seq-02" / "frame-000011.pose.txt")
     label_list = (tiny_scene.train / "label_list.txt").read_text()
     assert label_list.startswith("labels/seq-01/frame-000000.")
-    ys, xs = np.mgrid[4:64:8, 4:80:8]
+    ys, xs = np.mgrid[0:64:8, 0:80:8]  # cell (i, j) stands for pixel (8j, 8i)
     for image, label_path, pose_path in list(zip(images, labels, poses))[::5]:
         label = read_label(label_path, (64, 80))
         assert label.shape == (8, 10, 4)
@@ -96,9 +96,9 @@ def test_register_depth_nearest_wins():
 
 def test_sample_cells_fills_from_the_nearest_pixel_within_two():
     depth = np.zeros((16, 16))
-    depth[4, 5], depth[4, 6] = 2.0, 1.0  # cell (0, 0): centre (4, 4) empty, nearest at distance 1
-    depth[12, 14] = 3.0  # cell (1, 1): centre (12, 12), distance 2 → used
-    depth[4, 15] = 4.0  # cell (0, 1): centre (12, 4), distance 3 → too far
+    depth[0, 1], depth[0, 2] = 2.0, 1.0  # cell (0, 0): its pixel (0, 0) empty, nearest at distance 1
+    depth[8, 10] = 3.0  # cell (1, 1): pixel (8, 8), distance 2 → used
+    depth[0, 11] = 4.0  # cell (0, 1): pixel (8, 0), distance 3 → too far
     assert np.array_equal(sample_cells(depth, 2), [[2.0, 0.0], [0.0, 3.0]])
     assert np.array_equal(sample_cells(depth, 0), np.zeros((2, 2)))
 
@@ -106,15 +106,16 @@ def test_sample_cells_fills_from_the_nearest_pixel_within_two():
 def test_unregistered_flat_wall_gives_the_right_coordinates():
     """A wall 2 m in front of a 7-Scenes Kinect: depth focal 585, RGB focal 525, centre (320, 240).
 
-    The depth camera's narrower view covers RGB columns 33..606 and rows 25..454, so cells with
-    centres x in 36..604 and y in 28..452 are valid (centres 28 and 612 are > 2 px from any depth).
+    The depth camera's narrower view covers RGB columns 33..606 and rows 25..454, so a cell is
+    valid where its pixel (8j, 8i) lies within 2 px of that rectangle.
     """
     camera = Camera(focal=525.0, focal_y=525.0, cx=320.0, cy=240.0, depth_focal=585.0)
     pose = np.eye(4)
     pose[:3, 3] = [1.0, -2.0, 0.5]
     label = scene_label(np.full((480, 640), 2.0), pose, camera, (480, 640))
-    ys, xs = np.mgrid[4:480:8, 4:640:8]
-    expected_valid = (xs >= 36) & (xs <= 604) & (ys >= 28) & (ys <= 452)
+    ys, xs = np.mgrid[0:480:8, 0:640:8]
+    dx, dy = np.maximum.reduce([33 - xs, 0 * xs, xs - 606]), np.maximum.reduce([25 - ys, 0 * ys, ys - 454])
+    expected_valid = dx ** 2 + dy ** 2 <= 4
     assert np.array_equal(label[..., 3] == 1, expected_valid)
     expected = np.stack([(xs - 320) / 525 * 2 + 1.0, (ys - 240) / 525 * 2 - 2.0,
                          np.full(xs.shape, 2.5)], -1)

@@ -46,9 +46,9 @@ def cast(pose_cw, xs, ys):
 
 
 def coord_map(pose_cw, conf_scale=1.0):
-    """[30, 40, 4] float32 map: cell-centre scene coordinates and a confidence 10..210 (1/m)."""
+    """[30, 40, 4] float32 map: scene coordinates of the cell pixels (8j, 8i) and a confidence 10..210 (1/m)."""
     jj, ii = np.meshgrid(np.arange(W // 8), np.arange(H // 8))
-    xyz = cast(pose_cw, 8 * jj + 4.0, 8 * ii + 4.0)
+    xyz = cast(pose_cw, 8.0 * jj, 8.0 * ii)
     r = np.hypot((jj - 19.5) / 20, (ii - 14.5) / 15)
     conf = conf_scale * (10 + 200 * np.clip(1 - r, 0, 1))
     return np.concatenate([xyz, conf[..., None]], -1).astype(np.float32)
@@ -82,13 +82,14 @@ def flow_map(du=-2.0, dv=-1.0):
 
 
 def camera_flow(pose_prev, pose_k):
-    """[30, 40, 3] float32 flow of the room between two cameras (cells, frame k → frame k-1)
-    and a confidence 1/σ_q falling from 300 at the image centre to 20 at the corners."""
-    coord = coord_map(pose_k)
-    rel = (coord[..., :3] - pose_prev[:3, 3]) @ pose_prev[:3, :3]
-    x_prev, y_prev = F * rel[..., 0] / rel[..., 2] + W / 2, F * rel[..., 1] / rel[..., 2] + H / 2
+    """[30, 40, 3] float32 flow of the room between two cameras (cells, frame k-1 → frame k, as
+    flow files hold it) and a confidence 1/σ_q falling from 300 at the image centre to 20 at the
+    corners."""
+    coord = coord_map(pose_prev)
+    rel = (coord[..., :3] - pose_k[:3, 3]) @ pose_k[:3, :3]
+    x_k, y_k = F * rel[..., 0] / rel[..., 2] + W / 2, F * rel[..., 1] / rel[..., 2] + H / 2
     jj, ii = np.meshgrid(np.arange(W // 8), np.arange(H // 8))
-    u, v = (x_prev - (8 * jj + 4)) / 8, (y_prev - (8 * ii + 4)) / 8
+    u, v = (x_k - 8 * jj) / 8, (y_k - 8 * ii) / 8
     conf = 20 + 280 * (coord[..., 3] - 10) / 200
     return np.stack([u, v, conf], -1).astype(np.float32)
 
@@ -159,9 +160,9 @@ def scene(tmp_path_factory):
 
     image = room_image(poses[1])
     write_png(root / "shift_a.png", image)
-    # Frame k's content sits 16 px right and 8 px down of frame k-1's: flow (-2, -1) cells.
+    # Frame k's content sits 16 px right and 8 px down of frame k-1's: flow (2, 1) cells.
     write_png(root / "shift_b.png", np.roll(image, (8, 16), axis=(0, 1)))
-    np.save(root / "shift_flow.npy", flow_map(-2.0, -1.0))
+    np.save(root / "shift_flow.npy", flow_map(2.0, 1.0))
 
     out = root / "out"
     for sub in ("measurement", "prior"):
@@ -316,10 +317,10 @@ def test_optical_flow_of_a_known_shift(scene, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "600 of 1200 cells with confidence > 100" in result.stdout  # right half: 150
     pixels = assert_picture(out, (1000, 440))
-    # The colour panel (right half) shows confident cells in the colour of the flow (-16, -8) px.
+    # The colour panel (right half) shows confident cells in the colour of the flow (16, 8) px.
     from vis.common import flow_colors
 
-    want = np.round(255 * flow_colors(-16.0, -8.0, np.hypot(16, 8)))
+    want = np.round(255 * flow_colors(16.0, 8.0, np.hypot(16, 8)))
     right = pixels[:, 500:].reshape(-1, 3).astype(int)
     assert (np.abs(right - want).sum(-1) <= 3).sum() > 0.1 * len(right)
 

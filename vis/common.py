@@ -1,7 +1,8 @@
 """Shared plumbing of the vis/ scripts: map files, colour codes, figures of an exact size, videos.
 
-Maps (SPEC §2) are float32 `h×w×C` .npy files at 1/8 image resolution; map cell (i, j) stands
-for image pixel (8j + 4, 8i + 4). Confidences are 1/σ with σ in metres.
+Maps (docs/reference.md §2) are float32 `h×w×C` .npy files at 1/8 image resolution; map cell
+(i, j) stands for image pixel (8j, 8i) (kfnet.geometry.cell_pixels). Confidences are 1/σ with σ
+in metres.
 """
 
 import os
@@ -13,8 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from kfnet.errors import InputError
+from kfnet.geometry import CELL, CELL_OFFSET
 
-CELL = 8  # image pixels per map cell (kept here so vis/ does not import TensorFlow)
+
+def map_extent(h, w):
+    """imshow extent (left, right, bottom, top) in image pixels of an h×w map laid over its
+    image: each cell's block is centred on the pixel it stands for."""
+    lo = CELL_OFFSET - CELL / 2
+    return (lo, lo + CELL * w, lo + CELL * h, lo)
+
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTS = (".gif", ".mp4")
 

@@ -1,5 +1,5 @@
 """Shows the optical flow between two frames (`<k-1>_<k>_flow.npy`, h×w×3: u, v in map cells from a
-cell of frame k to its position in frame k-1, and confidence 1/σ_q): arrows on the blended images
+cell of frame k-1 to its position in frame k, and confidence 1/σ_q): arrows on the blended images
 for the confident cells, and the flow as a colour-wheel picture (hue = direction,
 saturation = length).
 """
@@ -16,6 +16,7 @@ import numpy as np
 
 from kfnet.cli import parse_size, run
 from kfnet.errors import InputError
+from kfnet.geometry import cell_pixels
 from vis.common import (
     CELL,
     IMAGE_EXTS,
@@ -23,6 +24,7 @@ from vis.common import (
     colour_wheel,
     flow_colors,
     load_map,
+    map_extent,
     new_figure,
     read_rgb,
     show_or_save,
@@ -88,12 +90,13 @@ class FlowFigure:
         ii, jj = np.nonzero(ok & grid)
         if len(ii):
             colours = flow_colors(u_px[ii, jj], v_px[ii, jj], max_flow)
-            # Pixel (x, y) of cell (i, j) is (8j + 4, 8i + 4); flow in cells × 8 is pixels.
-            ax.quiver(CELL * jj + CELL // 2, CELL * ii + CELL // 2,
+            # Arrows start at the pixel of each cell (cell_pixels); flow in cells × 8 is pixels.
+            xy = cell_pixels(h, w)[ii, jj]
+            ax.quiver(xy[:, 0], xy[:, 1],
                       args.arrow_scale * u_px[ii, jj], args.arrow_scale * v_px[ii, jj],
                       color=colours, angles="xy", scale_units="xy", scale=1.0, width=0.004,
                       headwidth=3.5, headlength=4, edgecolor="black", linewidth=0.4)
-        ax.set_title(f"frames k-1, k blended; arrows: cell of k → where it was in k-1"
+        ax.set_title(f"frames k-1, k blended; arrows: cell of k-1 → where it is in k"
                      f"{'' if args.arrow_scale == 1 else f' (×{args.arrow_scale:g})'}", fontsize=9)
         ax.set_axis_off()
 
@@ -101,7 +104,7 @@ class FlowFigure:
         ax.clear()
         rgb = flow_colors(u_px, v_px, max_flow)
         rgb[~ok] = SUPPRESSED
-        ax.imshow(rgb, extent=(0, CELL * w, CELL * h, 0), interpolation="nearest")
+        ax.imshow(rgb, extent=map_extent(h, w), interpolation="nearest")
         ax.set_title(f"flow colour code (dark: confidence ≤ {args.thres:g}); "
                      f"full colour = {max_flow:.3g} px", fontsize=9)
         ax.set_axis_off()

@@ -20,7 +20,7 @@ import numpy as np
 from kfnet.cli import parse_size, run
 from kfnet.errors import InputError
 from vis.common import (
-    CELL,
+    map_extent,
     IMAGE_EXTS,
     check_save,
     load_map,
@@ -118,12 +118,12 @@ def main(argv=None):
     fig.set_layout_engine("constrained")
     axes = np.atleast_1d(fig.subplots(1, n))
     if image is not None:
-        axes[0].imshow(image, extent=(0, CELL * w, CELL * h, 0))
+        axes[0].imshow(image, extent=map_extent(h, w))
         axes[0].set_title(Path(args.image).name, fontsize=10)
         axes[0].set_axis_off()
     for ax, (label, sigma, median) in zip(axes[n - len(panels):], panels):
         shown = sigma if args.units == "sigma" else 100.0 / sigma
-        im = ax.imshow(shown, norm=norm, cmap=cmap, extent=(0, CELL * w, CELL * h, 0),
+        im = ax.imshow(shown, norm=norm, cmap=cmap, extent=map_extent(h, w),
                        interpolation="nearest")
         summary = f"{median:.2f} cm" if args.units == "sigma" else f"1/σ {100 / median:.3g} /m"
         ax.set_title(f"{label}: median {summary}", fontsize=10)

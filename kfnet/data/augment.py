@@ -1,4 +1,7 @@
-"""Training augmentation of SPEC §5.1: brightness/contrast, then one geometric change.
+"""Training augmentation: brightness/contrast, then one geometric change (docs/reference.md §5).
+
+Stage 1 (SCoordNet) draws one of translation crop, rotation + zoom-in, rotation + shrink;
+stage 2 (OFlowNet) only rotates, on 80 % of the pairs, as the original's OFlowNet branch did.
 
 Every random draw is stateless, from a seed pair handed in by the pipeline, so a run and a
 resumed run see the same augmented stream. The geometric change is a 3×3 matrix mapping
@@ -10,12 +13,14 @@ import math
 
 import tensorflow as tf
 
-from kfnet.geometry import CELL
+from kfnet.geometry import CELL, CELL_OFFSET
 
 P_TRANSLATE = 0.10  # then 45 % zoom-in crop, 45 % shrink, both after a rotation
 P_ZOOM = 0.45
 MAX_ROTATION_DEG = 30.0
 MAX_TRANSLATION = 0.10  # of the image side
+P_ROTATE_PAIR = 0.80  # stage 2: share of pairs rotated (the same rotation for both frames)
+GEOMETRIES = ("full", "rotation")
 
 
 def _uniform(seed, lo, hi, shape=()):
@@ -39,6 +44,23 @@ def _about_centre(linear_22, offset_2, centre_2):
     return tf.concat([top, tf.constant([[0.0, 0.0, 1.0]])], axis=0)
 
 
+def _unrotation(angle):
+    """[2, 2] inverse rotation: the output shows the input rotated by +angle (radians)."""
+    c, s = tf.cos(angle), tf.sin(angle)
+    return tf.stack([tf.stack([c, s]), tf.stack([-s, c])])
+
+
+def random_rotation(seed, image_hw):
+    """[3, 3] output → input pixel map of stage 2: a rotation of U(±30°) about the image centre
+    on 80 % of the draws, else the identity. No translation, zoom or shrink."""
+    height, width = float(image_hw[0]), float(image_hw[1])
+    centre = (tf.constant([width, height]) - 1.0) / 2.0
+    s_choice, s_angle = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    angle = _uniform(s_angle, -MAX_ROTATION_DEG, MAX_ROTATION_DEG) * (math.pi / 180.0)
+    rotate = _about_centre(_unrotation(angle), tf.zeros(2), centre)
+    return tf.cond(_uniform(s_choice, 0.0, 1.0) < P_ROTATE_PAIR, lambda: rotate, lambda: tf.eye(3))
+
+
 def random_geometry(seed, image_hw):
     """[3, 3] output-pixel → input-pixel map of one random geometric change (SPEC §5.1)."""
     height, width = float(image_hw[0]), float(image_hw[1])
@@ -48,9 +70,7 @@ def random_geometry(seed, image_hw):
     choice = _uniform(seeds[0], 0.0, 1.0)
 
     angle = _uniform(seeds[1], -MAX_ROTATION_DEG, MAX_ROTATION_DEG) * (math.pi / 180.0)
-    c, s = tf.cos(angle), tf.sin(angle)
-    # Inverse rotation: the output shows the input rotated by +angle.
-    unrotate = tf.stack([tf.stack([c, s]), tf.stack([-s, c])])
+    unrotate = _unrotation(angle)
 
     # Translation crop: the view shifts by up to 10 % of each side.
     shift = _uniform(seeds[2], -MAX_TRANSLATION, MAX_TRANSLATION, [2]) * size
@@ -84,9 +104,9 @@ def warp_images(images_nhw3, matrix_33):
 def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
     """Resamples [N, h, w, ·] labels through the same pixel map as the image.
 
-    Output cell (i, j) looks up the mapped image point of its centre pixel (8j+4, 8i+4) in the
-    label map (whose cell centres sit at pixels 8j+4, 8i+4). Where the four surrounding cells are
-    valid and form a continuous surface, the coordinates are interpolated bilinearly, so labels
+    Output cell (i, j) looks up the mapped image point of its pixel (8j, 8i) (kfnet.geometry.
+    cell_pixels) in the label map, whose cells stand for the same pixels. Where the four
+    surrounding cells are valid and form a continuous surface, the coordinates are interpolated bilinearly, so labels
     follow the image to a fraction of a cell as the original's full-resolution labels did;
     across depth discontinuities and next to invalid cells the nearest cell is taken instead.
     Points outside the image, or on invalid cells, become invalid.
@@ -94,8 +114,8 @@ def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
     h, w = image_hw[0] // CELL, image_hw[1] // CELL
     n = tf.shape(coords_nhw3)[0]
     jj, ii = tf.meshgrid(tf.range(w, dtype=tf.float32), tf.range(h, dtype=tf.float32))
-    centres = tf.stack([CELL * jj + CELL / 2, CELL * ii + CELL / 2, tf.ones_like(jj)], -1)
-    src = tf.linalg.matvec(matrix_33, centres)
+    pixels = tf.stack([CELL * jj + CELL_OFFSET, CELL * ii + CELL_OFFSET, tf.ones_like(jj)], -1)
+    src = tf.linalg.matvec(matrix_33, pixels)
     src_x, src_y = src[..., 0] / src[..., 2], src[..., 1] / src[..., 2]
     # Only points whose bilinear neighbours all lie in the image: nearer the border the
     # image is blended with the zero fill.
@@ -107,11 +127,10 @@ def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
         index = tf.clip_by_value(row, 0, h - 1) * w + tf.clip_by_value(col, 0, w - 1)
         return tf.gather(flat_coords, index, axis=1), tf.gather(flat_mask, index, axis=1)
 
-    # Nearest cell: the one whose 8×8 pixel block contains the point.
-    near_coords, near_mask = cells(tf.cast(tf.floor((src_y + 0.5) / CELL), tf.int32),
-                                   tf.cast(tf.floor((src_x + 0.5) / CELL), tf.int32))
-    # Bilinear between the four cell centres around the point.
-    u, v = (src_x - CELL / 2) / CELL, (src_y - CELL / 2) / CELL
+    # The point in map positions (cell j at column j); nearest cell = nearest cell pixel.
+    u, v = (src_x - CELL_OFFSET) / CELL, (src_y - CELL_OFFSET) / CELL
+    near_coords, near_mask = cells(tf.cast(tf.round(v), tf.int32), tf.cast(tf.round(u), tf.int32))
+    # Bilinear between the four cells around the point.
     u0, v0 = tf.floor(u), tf.floor(v)
     fu, fv = (u - u0)[None, :, :, None], (v - v0)[None, :, :, None]
     c0, r0 = tf.cast(u0, tf.int32), tf.cast(v0, tf.int32)
@@ -130,10 +149,16 @@ def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
     return coords * mask, mask
 
 
-def augment_frames(images_nhw3, coords_nhw3, mask_nhw1, seed, image_hw):
-    """The same photometric and geometric change for N frames (N = 1, or a training pair)."""
+def augment_frames(images_nhw3, coords_nhw3, mask_nhw1, seed, image_hw, geometry="full"):
+    """The same photometric and geometric change for N frames (N = 1, or a training pair).
+
+    geometry: "full" (stage 1: random_geometry) or "rotation" (stage 2: random_rotation).
+    """
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     s_photo, s_geo = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     images = photometric(images_nhw3, s_photo)
-    matrix = random_geometry(s_geo, image_hw)
+    make = random_geometry if geometry == "full" else random_rotation
+    matrix = make(s_geo, image_hw)
     coords, mask = warp_labels(coords_nhw3, mask_nhw1, matrix, image_hw)
     return warp_images(images, matrix), coords, mask

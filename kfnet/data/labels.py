@@ -1,7 +1,8 @@
 """Label files (SPEC §2): float32 x, y, z, valid per cell, raw `tofile` bytes or `.npy`.
 
 A raw label is either at map resolution (h×w×4) or at full image resolution (H×W×4, of which
-the cell-centre pixels (8j+4, 8i+4) are used); the byte size tells which. The `LabelLayout`
+the pixel of each cell, (8j, 8i) as in the original (kfnet.geometry.cell_pixels), is used); the
+byte size tells which. The `LabelLayout`
 found for a file lets the tf.data pipeline decode it in graph code.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kfnet.errors import InputError
-from kfnet.geometry import CELL
+from kfnet.geometry import CELL, CELL_OFFSET
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -75,7 +76,7 @@ def read_label(path, image_hw, layout=None):
     data = np.fromfile(path, dtype="<f4", offset=layout.offset)
     grid = data.reshape(layout.rows, layout.cols, 4)
     if layout.stride > 1:
-        grid = grid[CELL // 2::CELL, CELL // 2::CELL]
+        grid = grid[CELL_OFFSET::CELL, CELL_OFFSET::CELL]
     return np.ascontiguousarray(grid, dtype=np.float32)
 
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from kfnet.data.augment import augment_frames
 from kfnet.data.scene import layout_arrays
 from kfnet.errors import InputError
-from kfnet.geometry import transform_coords
+from kfnet.geometry import CELL, CELL_OFFSET, transform_coords
 
 AUTOTUNE = tf.data.AUTOTUNE
 _FOREVER = 2**62
@@ -46,7 +46,8 @@ class _FrameReader:
         raw = tf.strings.substr(tf.io.read_file(self.labels[k]), tf.cast(offset, tf.int32),
                                 tf.cast(rows * cols * 16, tf.int32))
         grid = tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True), [rows, cols, 4])
-        grid = grid[stride // 2::stride, stride // 2::stride]
+        first = (stride // CELL) * CELL_OFFSET  # stride is 1 (map size) or CELL (full resolution)
+        grid = grid[first::stride, first::stride]
         grid = tf.ensure_shape(grid, [*self.map_hw, 4])
         xyz = grid[..., :3]
         valid = (grid[..., 3:] > 0.5) & tf.reduce_all(tf.math.is_finite(xyz), -1, keepdims=True)
@@ -103,18 +104,19 @@ def frame_dataset(data, batch_size=4, augment=True, seed=0, start_step=0, shuffl
 
 
 def consecutive_pairs(data):
-    """[P, 2] (previous, current) frame indices: every consecutive pair within a sequence, both ways."""
+    """[P, 2] (k, k + 1) frame indices: every consecutive pair within a sequence, in temporal order."""
     k = np.arange(len(data) - 1)
     same = data.sequence_ids[1:] == data.sequence_ids[:-1]
-    forward = np.stack([k[same], k[same] + 1], axis=1)
-    return np.concatenate([forward, forward[:, ::-1]]).reshape(-1, 2)
+    return np.stack([k[same], k[same] + 1], axis=1).reshape(-1, 2)
 
 
 def pair_dataset(data, batch_size=1, augment=True, seed=0, start_step=0, shuffle=True):
-    """OFlowNet: consecutive pairs in both directions, one geometric/photometric change per pair.
+    """OFlowNet: consecutive pairs (k, k + 1), one photometric change and one rotation per pair.
 
+    The stage trains each pair in both directions (oflownet/training.py). Augmentation is the
+    original's OFlowNet branch: brightness/contrast, then a rotation on 80 % of the pairs.
     Elements: image_prev, image_cur [B,H,W,3]; coords_prev, coords_cur [B,h,w,3];
-    mask_prev, mask_cur [B,h,w,1]; indices [B,2] (previous, current).
+    mask_prev, mask_cur [B,h,w,1]; indices [B,2] (k, k + 1).
     """
     reader = _FrameReader(data)
     pairs = tf.constant(consecutive_pairs(data), tf.int64)
@@ -125,7 +127,7 @@ def pair_dataset(data, batch_size=1, augment=True, seed=0, start_step=0, shuffle
         images, coords, mask = reader.frames(ks)
         if augment:
             images, coords, mask = augment_frames(images, coords, mask, _seed_pair(seed, element),
-                                                  data.image_hw)
+                                                  data.image_hw, geometry="rotation")
         return {"image_prev": images[0], "image_cur": images[1], "coords_prev": coords[0],
                 "coords_cur": coords[1], "mask_prev": mask[0], "mask_cur": mask[1], "indices": ks}
 
@@ -133,17 +135,20 @@ def pair_dataset(data, batch_size=1, augment=True, seed=0, start_step=0, shuffle
 
 
 def windows(data, length=4):
-    """[M, length] frame indices: every run of `length` consecutive frames of one sequence,
-    forward and reversed."""
+    """[M, length] frame indices: every run of `length` consecutive frames of one sequence, in
+    temporal order, each followed by its reverse."""
     n = len(data)
     starts = [k for k in range(n - length + 1)
               if data.sequence_ids[k] == data.sequence_ids[k + length - 1]]
     forward = np.array([np.arange(s, s + length) for s in starts], dtype=np.int64).reshape(-1, length)
-    return np.concatenate([forward, forward[:, ::-1]])
+    return np.stack([forward, forward[:, ::-1]], axis=1).reshape(-1, length)
 
 
-def window_dataset(data, length=4, batch_size=1, augment=False, seed=0, start_step=0, shuffle=True):
-    """KFNet: windows of `length` consecutive frames, forward and reversed (SPEC §5.3).
+def window_dataset(data, length=4, batch_size=1, augment=False, seed=0, start_step=0, shuffle=False):
+    """KFNet: windows of `length` consecutive frames, forward and reversed (docs/reference.md §5).
+
+    Without `shuffle` the windows come in temporal order, each followed by its reverse, epoch
+    after epoch, as the original took them (its --shuffle was off by default).
 
     Elements: images [B,T,H,W,3], coords [B,T,h,w,3], mask [B,T,h,w,1], indices [B,T].
     """

@@ -1,6 +1,7 @@
 """Input folders (SPEC §2) from a scene in the 7-Scenes layout: labels, list files, transform.txt.
 
-Labels are world-frame scene coordinates (metres) at the cell-centre pixels (8j+4, 8i+4),
+Labels are world-frame scene coordinates (metres) at the pixel of each map cell, (8j, 8i) as in
+the original (kfnet.geometry.cell_pixels),
 back-projected from depth (uint16 mm, 0 and 65535 invalid) with the RGB intrinsics and the
 camera-to-world pose. Unregistered depth (another focal length, same camera centre and
 orientation, as on 7-Scenes' Kinect) is first re-projected into the RGB camera.
@@ -20,12 +21,12 @@ from tqdm import tqdm
 
 from kfnet.data.labels import write_label
 from kfnet.errors import InputError
-from kfnet.geometry import CELL
+from kfnet.geometry import CELL, cell_pixels
 from kfnet.poses import read_matrix_file
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INVALID_DEPTH = (0, 65535)
-FILL_RADIUS = 2  # pixels searched around a cell centre that got no re-projected depth
+FILL_RADIUS = 2  # pixels searched around a cell's pixel that got no re-projected depth
 TRANSFORM_EVERY = 10  # training frames used for transform.txt: every 10th
 
 
@@ -146,10 +147,10 @@ def register_depth(depth_m, camera, rgb_hw):
 
 
 def sample_cells(depth_m, radius):
-    """[h, w] depth at the cell centres (8j+4, 8i+4); a centre without depth takes the nearest
-    pixel with depth within `radius` pixels (0 stays invalid)."""
+    """[h, w] depth at the pixel of each cell (cell_pixels); a pixel without depth takes the
+    nearest pixel with depth within `radius` pixels (0 stays invalid)."""
     height, width = depth_m.shape
-    ys, xs = np.mgrid[CELL // 2:height:CELL, CELL // 2:width:CELL]
+    xs, ys = np.moveaxis(cell_pixels(height // CELL, width // CELL).astype(np.int64), -1, 0)
     out = np.zeros(ys.shape)
     offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
                if dy * dy + dx * dx <= radius * radius]
@@ -172,7 +173,7 @@ def scene_label(depth_m, pose_cw, camera, rgb_hw):
         z = sample_cells(depth_m, 0)
     else:
         z = sample_cells(register_depth(depth_m, camera, rgb_hw), FILL_RADIUS)
-    ys, xs = np.mgrid[CELL // 2:height:CELL, CELL // 2:width:CELL]
+    xs, ys = np.moveaxis(cell_pixels(height // CELL, width // CELL), -1, 0)
     x_over_z, y_over_z = (xs - camera.cx) / camera.focal, (ys - camera.cy) / camera.focal_y
     cam = np.stack([x_over_z * z, y_over_z * z, z], -1)
     world = cam @ pose_cw[:3, :3].T + pose_cw[:3, 3]
