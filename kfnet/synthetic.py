@@ -287,12 +287,16 @@ def loop_poses(frames, loop_frames, rng):
     return poses
 
 
-def render(scene, pose_cw, width, height, rng):
-    """(colour [H, W, 3] uint8 RGB, depth [H, W] uint16 mm, NO_DEPTH holes) seen from pose_cw."""
+def render(scene, pose_cw, width, height, rng, intrinsics=None):
+    """(colour [H, W, 3] uint8 RGB, depth [H, W] uint16 mm, NO_DEPTH holes) seen from pose_cw;
+    intrinsics (fx, fy, cx, cy) default to `intrinsics_for(width, height)`."""
     f, cx, cy = intrinsics_for(width, height)
+    fy = f
+    if intrinsics is not None:
+        f, fy, cx, cy = intrinsics
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     # Ray directions with camera-frame z = 1, so the hit distance is the depth along z.
-    dirs_cam = np.stack([(xs - cx) / f, (ys - cy) / f, np.ones_like(xs)], -1).reshape(-1, 3)
+    dirs_cam = np.stack([(xs - cx) / f, (ys - cy) / fy, np.ones_like(xs)], -1).reshape(-1, 3)
     dirs = np.einsum("nj,ij->ni", dirs_cam, pose_cw[:3, :3].astype(np.float32))
     rays = np.hstack([np.broadcast_to(pose_cw[:3, 3].astype(np.float32), dirs.shape), dirs])
     hits = scene.raycaster.cast_rays(o3d.core.Tensor(rays))

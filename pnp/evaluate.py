@@ -8,7 +8,7 @@ import numpy as np
 
 from kfnet.data.lists import read_list, sequence_ids
 from kfnet.errors import InputError
-from kfnet.poses import read_matrix_file, summarize_errors
+from kfnet.poses import INDOOR_THRESHOLDS, read_matrix_file, summarize_errors, threshold_key
 
 COORD_NAME = re.compile(r"^coord_(\d+)\.npy$")
 
@@ -90,20 +90,21 @@ def summarize(records, times_ms, seq_of, seq_names, has_gt):
     return {"overall": block(records), "sequences": sequences}
 
 
-def format_summary(summary):
-    """Lines of a table: one row per sequence and one for all frames."""
+def format_summary(summary, thresholds=INDOOR_THRESHOLDS):
+    """Lines of a table: one row per sequence and one for all frames; one column per
+    (cm, deg) threshold."""
     head = f"{'sequence':<16}{'frames':>7}{'failed':>7}"
     has_errors = "median_t_cm" in summary["overall"]
     if has_errors:
-        head += f"{'t (cm)':>9}{'r (deg)':>9}{'5cm/5d':>8}{'2cm/2d':>8}{'10cm/5d':>8}"
+        head += f"{'t (cm)':>9}{'r (deg)':>9}"
+        head += "".join(f"{f'{cm:g}cm/{deg:g}d':>10}" for cm, deg in thresholds)
     head += f"{'ms/frame':>10}"
 
     def row(name, s):
         line = f"{name:<16}{s['frames']:>7}{s['failed']:>7}"
         if has_errors:
             line += f"{s['median_t_cm']:>9.2f}{s['median_r_deg']:>9.2f}"
-            line += "".join(f"{100 * s[key]:>7.1f}%" for key in
-                            ("within_5cm_5deg", "within_2cm_2deg", "within_10cm_5deg"))
+            line += "".join(f"{100 * s[threshold_key(cm, deg)]:>9.1f}%" for cm, deg in thresholds)
         ms = s["ms_per_frame"]
         return line + (f"{ms:>10.1f}" if ms is not None else f"{'-':>10}")
 

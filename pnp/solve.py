@@ -2,7 +2,9 @@
 
     python pnp/solve.py <coord folder> <output pose file> [--gt pose_list.txt] [--thread_num N]
 
-Writes the pose file, a TUM trajectory `<stem>.tum.txt` and a summary `<stem>.summary.json`
+Writes the pose file (ours, or ACE's / DSAC*'s with --format), a TUM trajectory
+`<stem>.tum.txt` (with --gt also the ground truth `<stem>.gt.tum.txt`, and with several
+sequences one pair `<stem>.<sequence>[.gt].tum.txt` each) and a summary `<stem>.summary.json`
 (errors when ground truth is given, time per frame) next to it (SPEC §2, §6).
 `solve_frame` is the one-frame solver.
 """
@@ -30,7 +32,14 @@ from kfnet.cli import add_config_flags, run  # noqa: E402
 from kfnet.config import intrinsics, load_config, override  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
 from kfnet.geometry import cell_pixels  # noqa: E402
-from kfnet.poses import PoseRecord, pose_errors, write_pose_file, write_tum  # noqa: E402
+from kfnet.poses import (  # noqa: E402
+    INDOOR_THRESHOLDS,
+    OUTDOOR_THRESHOLDS,
+    PoseRecord,
+    pose_errors,
+    write_pose_file,
+    write_tum,
+)
 from pnp.evaluate import (  # noqa: E402
     find_coord_files,
     format_summary,
@@ -38,6 +47,7 @@ from pnp.evaluate import (  # noqa: E402
     load_ground_truth,
     summarize,
 )
+from pnp.formats import FORMATS, foreign_lines, read_timestamps  # noqa: E402
 from pnp.ransac import ransac_pnp  # noqa: E402
 
 # 10 px at 7-Scenes' f = 525 (640×480): ~1.1° of view angle, i.e. 4 cm sideways at 2 m, so
@@ -163,6 +173,24 @@ def output_paths(pose_file):
             pose_file.with_name(stem + ".summary.json"))
 
 
+def tum_paths(pose_file, seq_names, has_gt):
+    """{(sequence id or None, is ground truth): TUM file} — None is all frames; sequences get
+    their own pair `<stem>.<name>[.gt].tum.txt` only when there are several."""
+    _, tum_file, _ = output_paths(pose_file)
+    stem = tum_file.name[: -len(".tum.txt")]
+    names = list(seq_names.values())
+    out = {}
+    for sid in [None] + (sorted(seq_names) if len(seq_names) > 1 else []):
+        base = stem
+        if sid is not None:
+            name = seq_names[sid]
+            base += f".{name}" if names.count(name) == 1 else f".{name}-{sid}"
+        out[(sid, False)] = tum_file.with_name(base + ".tum.txt")
+        if has_gt:
+            out[(sid, True)] = tum_file.with_name(base + ".gt.tum.txt")
+    return out
+
+
 def _finite_or_none(value):
     if isinstance(value, dict):
         return {k: _finite_or_none(v) for k, v in value.items()}
@@ -218,6 +246,18 @@ def build_parser():
                         "per frame; an image_list.txt beside it gives image names and sequences")
     parser.add_argument("--image_list", help="image_list.txt for image names and sequence "
                         "boundaries (default: the one beside --gt, if any)")
+    parser.add_argument("--format", choices=FORMATS, default="kfnet",
+                        help="pose file format: kfnet (above); ace: ACE's poses_<scene>.txt "
+                             "lines 'name qw qx qy qz tx ty tz r_err_deg t_err_m inliers', "
+                             "world-to-camera, names as ACE's setup gives them "
+                             "(seq-XX-frame-NNNNNN.color.png), sorted; dsacstar: the same "
+                             "without inliers (default kfnet)")
+    parser.add_argument("--timestamps", help="timestamps for the TUM files, one per line of "
+                        "the image list (default: timestamps.txt beside the image list, if "
+                        "any, else frame indices)")
+    parser.add_argument("--table", choices=("indoor", "outdoor"), default="indoor",
+                        help="thresholds of the printed table: indoor 10cm/5d, 5/5, 2/2, 1/1; "
+                             "outdoor 25cm/2d, 50cm/5d, 5m/10d (the summary holds all)")
     add_config_flags(parser)
     parser.add_argument("--focal", type=_positive(float),
                         help="focal length in pixels (overrides the config)")
@@ -276,29 +316,54 @@ def main(argv=None):
                "weighting": args.weighting, "refine_iterations": args.refine_iterations}
     results = solve_files(files, K, options, min(args.thread_num, len(files)), progress=args.progress)
 
-    records, times = [], {}
+    stamp_file = args.timestamps
+    if stamp_file is None and image_list and (Path(image_list).parent / "timestamps.txt").is_file():
+        stamp_file = str(Path(image_list).parent / "timestamps.txt")
+    stamps = read_timestamps(stamp_file, indices[-1] + 1) if stamp_file else None
+
+    records, times, inliers = [], {}, {}
     for k in indices:
-        pose, failure, _, ms = results[k]
+        pose, failure, n_inliers, ms = results[k]
         rec = PoseRecord(k, names[k], pose_cw=pose, failure=failure)
         if pose is not None and gt is not None:
             rec.t_err, rec.r_err = pose_errors(pose, gt[k])
         records.append(rec)
         times[k] = ms
+        inliers[k] = n_inliers
     summary = summarize(records, times, seq_of, seq_names, gt is not None)
     summary["settings"] = {"coord_folder": str(args.coord_folder), "gt": args.gt,
-                           "image_list": image_list, "K": K.tolist(), **options}
+                           "image_list": image_list, "timestamps": stamp_file,
+                           "format": args.format, "K": K.tolist(), **options}
+    if args.format == "kfnet":
+        def pose_writer(p):
+            write_pose_file(p, records)
+    else:
+        lines = foreign_lines(records, args.format, gt, inliers)
+
+        def pose_writer(p):
+            p.write_text("".join(line + "\n" for line in lines))
+    outputs = {pose_file: pose_writer,
+               summary_file: lambda p: p.write_text(json.dumps(_finite_or_none(summary), indent=2)
+                                                    + "\n")}
+    gt_records = [PoseRecord(k, names[k], pose_cw=gt[k]) for k in indices
+                  if gt is not None and np.all(np.isfinite(gt[k]))]
+    for (seq, is_gt), path in tum_paths(pose_file, seq_names, gt is not None).items():
+        chosen = [r for r in (gt_records if is_gt else records)
+                  if seq is None or seq_of[r.index] == seq]
+        outputs[path] = lambda p, chosen=chosen: write_tum(p, chosen, stamps)
     pose_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_all({
-        pose_file: lambda p: write_pose_file(p, records),
-        tum_file: lambda p: write_tum(p, records),
-        summary_file: lambda p: p.write_text(json.dumps(_finite_or_none(summary), indent=2) + "\n"),
-    })
-    print("\n".join(format_summary(summary)))
+    _write_all(outputs)
+    table = INDOOR_THRESHOLDS if args.table == "indoor" else OUTDOOR_THRESHOLDS
+    print("\n".join(format_summary(summary, table)))
     failed = summary["overall"]["failed"]
     if failed:
         reasons = sorted({r.failure for r in records if r.pose_cw is None})
         print(f"{failed} of {len(records)} frames failed, e.g.: {reasons[0]}")
-    print(f"wrote {pose_file}, {tum_file.name}, {summary_file.name}")
+    print(f"wrote {pose_file} ({args.format}), {summary_file.name} and {len(outputs) - 2} TUM "
+          f"file(s) ({tum_file.name}, …)")
+    if gt is not None:
+        gt_tum = tum_paths(pose_file, seq_names, True)[(None, True)]
+        print(f"compare with evo: evo_ape tum {gt_tum} {tum_file} -a")
     return 0
 
 

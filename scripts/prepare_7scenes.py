@@ -7,6 +7,11 @@ Intrinsics: --focal/--focal_y/--cx/--cy/--depth_focal override the scene config 
 these given, a dataset holding intrinsics.txt (fx fy cx cy, written by make_synthetic_scene.py)
 uses it, with registered depth. Real 7-Scenes: pass --scene chess (etc.), whose raw Kinect depth
 (focal 585) is re-projected into the RGB camera (focal 525).
+
+--registration calibrated also applies the depth→RGB extrinsics ACE and DSAC* use for 7-Scenes
+(and maps the poses, which are the depth camera's, to the RGB camera); --poses pgt FILE… takes
+the SfM pseudo ground truth (`<scene>_train.txt`, `<scene>_test.txt`) for every pose. Either
+writes the poses used into OUT/<split>/poses/.
 """
 
 import sys
@@ -20,6 +25,8 @@ import argparse
 from kfnet.cli import add_config_flags, add_folder_flag, run
 from kfnet.config import load_config
 from kfnet.data.prepare import SPLIT_FILES, Camera, prepare_scene
+from kfnet.data.raw import read_pgt, seven_scenes_frames
+from kfnet.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, prepare_frames
 from kfnet.errors import InputError
 
 INTRINSIC_FLAGS = ("focal", "focal_y", "cx", "cy", "depth_focal")
@@ -52,6 +59,34 @@ def camera_from_args(args):
     return camera, source + (" + flags" if flags else "")
 
 
+def prepare_raw(args, camera, splits):
+    """The pseudo-ground-truth / calibrated-registration path: poses written into OUT."""
+    dataset = Path(args.dataset_folder)
+    if not dataset.is_dir():
+        raise InputError(f"dataset folder not found: {dataset}")
+    pgt = None
+    if args.poses:
+        if args.poses[0] != "pgt" or len(args.poses) < 2:
+            raise InputError("--poses: expected 'pgt FILE [FILE ...]'")
+        pgt, _ = read_pgt(args.poses[1:])
+    if args.registration == "calibrated":
+        if camera.registered:
+            raise InputError("--registration calibrated needs the raw Kinect depth's focal "
+                             "length (--scene chess or --depth_focal 585)")
+        camera = Camera(camera.focal, camera.focal_y, camera.cx, camera.cy, camera.depth_focal,
+                        SEVEN_SCENES_DEPTH_TO_RGB)
+    all_splits = list(dict.fromkeys(["train", *splits]))
+    sets, skipped = seven_scenes_frames(dataset, all_splits, "pgt" if pgt else "original",
+                                        args.registration, pgt)
+    if pgt is not None:
+        print(f"pseudo ground truth: {sum(map(len, sets.values()))} frames, {skipped} frames "
+              f"without a pose skipped")
+    source = f"{dataset.resolve()};poses={args.poses};registration={args.registration}"
+    stats = prepare_frames(sets, args.output_folder, camera, source=source,
+                           overwrite=args.overwrite, progress=not args.quiet)
+    return {split: stats[split] for split in splits}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +107,12 @@ def main(argv=None):
                         default=["train", "test"],
                         help="splits to prepare (default: train test); transform.txt always "
                              "comes from train")
+    parser.add_argument("--registration", choices=("focal", "calibrated"), default="focal",
+                        help="focal: depth re-projected with its own focal length only; "
+                             "calibrated: with 7-Scenes' calibrated depth→RGB extrinsics too")
+    parser.add_argument("--poses", nargs="+", metavar=("pgt", "FILE"),
+                        help="'pgt FILE [FILE]': SfM pseudo ground-truth files (default: the "
+                             "dataset's .pose.txt)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute labels that already exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -81,9 +122,12 @@ def main(argv=None):
     print(f"intrinsics from {source}: focal {camera.focal:g}/{camera.focal_y:g}, centre "
           f"({camera.cx:g}, {camera.cy:g}), depth focal {camera.depth_focal:g}"
           + ("" if camera.registered else " (re-projecting depth into the colour camera)"))
-    stats = prepare_scene(args.dataset_folder, args.output_folder, camera,
-                          splits=list(dict.fromkeys(args.splits)), overwrite=args.overwrite,
-                          progress=not args.quiet)
+    splits = list(dict.fromkeys(args.splits))
+    if args.registration == "focal" and not args.poses:
+        stats = prepare_scene(args.dataset_folder, args.output_folder, camera, splits=splits,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    else:
+        stats = prepare_raw(args, camera, splits)
     for split, (written, kept, valid) in stats.items():
         share = f", {100 * valid:.1f}% valid cells" if valid is not None else ""
         folder = Path(args.output_folder) / split

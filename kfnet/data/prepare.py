@@ -39,11 +39,14 @@ class Camera:
     cx: float
     cy: float
     depth_focal: float
+    # Calibrated depth→RGB extrinsics (16 numbers, row-major 4×4 mapping depth-camera points
+    # to RGB-camera points); None: same centre and orientation (focal-only registration).
+    depth_to_rgb: tuple | None = None
 
     @property
     def registered(self):
         """Depth already aligned with the colour pixels."""
-        return self.depth_focal == self.focal
+        return self.depth_focal == self.focal and self.depth_to_rgb is None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Frame:
     depth: Path
     pose: Path
     label: str
+    depth_scale: float = 1000.0  # depth PNG units per metre (TUM RGB-D: 5000)
 
 
 def read_split(dataset, split):
@@ -117,13 +121,13 @@ def image_size(frames):
     return first[0]
 
 
-def read_depth(path):
-    """[H, W] depth in metres, 0 where invalid."""
+def read_depth(path, scale=1000.0):
+    """[H, W] depth in metres (PNG value / scale), 0 where invalid."""
     depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2 or depth.dtype != np.uint16:
         raise InputError(f"depth image {path} is not a single-channel 16-bit PNG")
     valid = (depth != INVALID_DEPTH[0]) & (depth != INVALID_DEPTH[1])
-    return np.where(valid, depth.astype(np.float64) / 1000.0, 0.0)
+    return np.where(valid, depth.astype(np.float64) / scale, 0.0)
 
 
 def register_depth(depth_m, camera, rgb_hw):
@@ -133,6 +137,10 @@ def register_depth(depth_m, camera, rgb_hw):
     The depth camera shares the RGB camera's centre and orientation; its principal point is
     (cx, cy) scaled by the depth image's size relative to the colour image.
     """
+    if camera.depth_to_rgb is not None:
+        from kfnet.data.rgbd import register_depth_calibrated
+
+        return register_depth_calibrated(depth_m, camera, rgb_hw)
     height, width = rgb_hw
     dh, dw = depth_m.shape
     ys, xs = np.nonzero(depth_m > 0)
@@ -185,7 +193,7 @@ def scene_label(depth_m, pose_cw, camera, rgb_hw):
 
 def frame_label(frame, camera, rgb_hw):
     """(label, pose is finite) of one frame from its depth and pose files."""
-    depth = read_depth(frame.depth)
+    depth = read_depth(frame.depth, frame.depth_scale)
     if camera.registered and depth.shape != tuple(rgb_hw):
         raise InputError(f"depth image {frame.depth} is {depth.shape[1]}x{depth.shape[0]}, "
                          f"colour is {rgb_hw[1]}x{rgb_hw[0]}; registered depth "
@@ -240,16 +248,22 @@ def format_matrix(matrix_44):
 
 
 def prepare_split(frames, out, camera, rgb_hw, transform, overwrite=False, progress=True,
-                  desc=None):
+                  desc=None, source=None):
     """Writes labels, image/label/pose lists and transform.txt of one split into `out`.
 
     Existing labels of the right size are kept unless `overwrite` or they were made from another
-    dataset folder or other intrinsics (recorded in labels/source.json); lists are written last.
+    dataset folder (`source`, default the first image's grandparent folder), other intrinsics or
+    another depth scale (recorded in labels/source.json); lists are written last.
     Returns (labels written, labels kept, share of valid cells among written labels).
     """
     height, width = rgb_hw
     stamp = out / "labels" / "source.json"
-    source = json.dumps({"dataset": str(frames[0].image.parents[1]), **asdict(camera)})
+    record = {"dataset": str(source or frames[0].image.parents[1]), **asdict(camera)}
+    if record["depth_to_rgb"] is None:
+        del record["depth_to_rgb"]  # stamps written before the field existed stay valid
+    if frames[0].depth_scale != 1000.0:
+        record["depth_scale"] = frames[0].depth_scale
+    source = json.dumps(record)
     if stamp.is_file() and stamp.read_text() != source:
         overwrite = True
     stamp.parent.mkdir(parents=True, exist_ok=True)
