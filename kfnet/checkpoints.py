@@ -18,11 +18,17 @@ from kfnet.errors import InputError
 MODEL_INFO = "model.json"
 
 
-def write_model_info(folder, stage, widths):
-    """Records what a model folder holds so that test scripts can rebuild the networks."""
+def write_model_info(folder, stage, widths, run=None):
+    """Records what a model folder holds so that test scripts can rebuild the networks.
+
+    `run` (kfnet.summaries.run_description: config, seed, git describe, command) is kept too.
+    """
     path = Path(folder) / MODEL_INFO
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"stage": stage, "widths": widths}, indent=2) + "\n")
+    info = {"stage": stage, "widths": widths}
+    if run is not None:
+        info.update(run)
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     tmp.replace(path)
 
 
@@ -48,8 +54,18 @@ def latest_tf1_checkpoint(folder):
     return prefix
 
 
-def find_checkpoint(folder, flag="--model_folder"):
-    """('tf2', path) or ('tf1', prefix) of the newest weights in a model folder.
+def checkpoint_steps(folder):
+    """{step: prefix} of every ckpt-N and model.ckpt-N in a folder."""
+    found = {}
+    for index in Path(folder).glob("*ckpt-*.index"):
+        m = re.fullmatch(r"(?:model\.)?ckpt-(\d+)\.index", index.name)
+        if m:
+            found.setdefault(int(m.group(1)), str(index)[: -len(".index")])
+    return found
+
+
+def find_checkpoint(folder, flag="--model_folder", step=None):
+    """('tf2', path) or ('tf1', prefix) of the newest weights in a model folder (or of `step`).
 
     Object-based checkpoints (tf.train.Checkpoint) are this project's; name-based ones (a TF1
     Saver's `model.ckpt-N`) are the original release's.
@@ -57,7 +73,15 @@ def find_checkpoint(folder, flag="--model_folder"):
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"model folder not found: {folder} ({flag})")
-    path = tf.train.latest_checkpoint(str(folder)) or latest_tf1_checkpoint(folder)
+    if step is not None:
+        steps = checkpoint_steps(folder)
+        if step not in steps:
+            have = ", ".join(str(s) for s in sorted(steps)) or "none"
+            raise InputError(f"--checkpoint {step}: no checkpoint of that step in {folder} ({flag}; "
+                             f"steps there: {have})")
+        path = steps[step]
+    else:
+        path = tf.train.latest_checkpoint(str(folder)) or latest_tf1_checkpoint(folder)
     if not path:
         raise InputError(f"no checkpoint in {folder} ({flag}): expected ckpt-N or model.ckpt-N files")
     try:
@@ -92,12 +116,13 @@ def checkpoint_children(path):
     return {child.local_name for child in graph.nodes[0].children}
 
 
-def load_networks(folder, nets, flag="--model_folder"):
+def load_networks(folder, nets, flag="--model_folder", step=None):
     """Loads weights for built networks {'scoordnet': net, 'oflownet': net} from a model folder.
 
-    Returns ('tf2' | 'tf1', path). Every requested network must be in the checkpoint.
+    `step` picks ckpt-N / model.ckpt-N (default: the newest). Returns ('tf2' | 'tf1', path).
+    Every requested network must be in the checkpoint.
     """
-    kind, path = find_checkpoint(folder, flag)
+    kind, path = find_checkpoint(folder, flag, step)
     if kind == "tf1":
         mapping = {}
         for net in nets.values():

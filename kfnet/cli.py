@@ -62,25 +62,115 @@ def run(main, argv=None):
     sys.exit(code or 0)
 
 
-def quiet_tensorflow():
-    """Imports TensorFlow without its C++ start-up chatter (oneDNN, CUDA-stub and cuInit lines).
+# TensorFlow's start-up lines that say nothing about this run (matched anywhere in a line).
+_STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+    "rebuild TensorFlow with the appropriate compiler flags",
+)
+_NO_GPU_NOISE = ("failed call to cuInit",)  # only noise where there is no GPU to initialize
 
-    TF 2.21 prints some of these before its log level applies, so stderr is pointed at
-    /dev/null while importing; KFNET_TF_VERBOSE=1 keeps everything.
+
+def quiet_tensorflow(devices=False):
+    """Imports TensorFlow without its C++ start-up chatter; with `devices`, prints the device line.
+
+    TF 2.21 prints some lines before its log level applies, so stderr goes to a temporary file
+    while importing; afterwards every captured line but the known start-up chatter (oneDNN,
+    CUDA stub, CPU features, and cuInit where nvidia-smi sees no GPU) is printed again, so a real
+    error (a CUDA library that does not load, a failed import) still shows. The default log level
+    is 2: TensorFlow's errors show, its info and warnings do not. KFNET_TF_VERBOSE=1 keeps all.
     """
-    if os.environ.get("KFNET_TF_VERBOSE"):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
+    verbose = bool(os.environ.get("KFNET_TF_VERBOSE"))
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not verbose:
+        _import_capturing_stderr()
+    if devices:
+        report_devices()
 
-        tf.config.list_physical_devices("GPU")  # triggers the cuInit message now, while muted
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+
+def _import_capturing_stderr():
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # the cuInit message comes now, while captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            noise = _STARTUP_NOISE + (() if nvidia_gpus() else _NO_GPU_NOISE)
+            kept = [line for line in text.splitlines()
+                    if line.strip() and not any(n in line for n in noise)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+def nvidia_gpus():
+    """Names of the GPUs `nvidia-smi -L` lists ([] without nvidia-smi or a driver)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split(":", 1)[1].split("(UUID")[0].strip()
+            for line in out.splitlines() if line.startswith("GPU ") and ":" in line]
+
+
+def _visible_count(listed):
+    """How many of nvidia-smi's GPUs CUDA_VISIBLE_DEVICES leaves to TensorFlow."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return listed
+    ids = [v for v in visible.split(",") if v.strip()]
+    if ids and ids[0].strip() == "-1":
+        return 0
+    return min(listed, len(ids))
+
+
+def device_line():
+    """'devices: CPU, GPU:0 (NVIDIA A100-SXM4-40GB)': the physical devices TensorFlow uses."""
+    import tensorflow as tf
+
+    names = []
+    for d in tf.config.list_physical_devices():
+        name = d.name.replace("/physical_device:", "")
+        if d.device_type == "GPU":
+            try:
+                detail = tf.config.experimental.get_device_details(d).get("device_name")
+            except (ValueError, RuntimeError):
+                detail = None
+            if detail:
+                name += f" ({detail})"
+        if not d.device_type.startswith("XLA"):
+            names.append(name)
+    return "devices: " + ", ".join(names)
+
+
+def report_devices():
+    """Prints the device line; warns when nvidia-smi sees GPUs that TensorFlow does not."""
+    import tensorflow as tf
+
+    print(device_line(), flush=True)
+    expected = _visible_count(len(nvidia_gpus()))
+    seen = len(tf.config.list_physical_devices("GPU"))
+    if seen < expected:
+        print(f"warning: nvidia-smi lists {expected} GPU(s) visible to this process but TensorFlow "
+              f"sees {seen}: {'this runs on the CPU' if seen == 0 else 'some GPUs stay idle'}. "
+              "Install TensorFlow with its CUDA libraries (pip install -r requirements-gpu.txt, or "
+              "pip install -e .[gpu]); KFNET_TF_VERBOSE=1 shows why TensorFlow found none",
+              file=sys.stderr, flush=True)

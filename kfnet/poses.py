@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from kfnet.errors import InputError
 
@@ -53,36 +54,19 @@ def invert_rigid(pose_44):
 
 
 def rotation_to_quaternion(r_33):
-    """Unit quaternion (w, x, y, z), w ≥ 0, of a rotation matrix (Shepperd's method)."""
-    r = np.asarray(r_33, dtype=np.float64)
-    trace = np.trace(r)
-    diag = np.diag(r)
-    k = int(np.argmax([trace, *diag]))
-    if k == 0:
-        s = 2.0 * math.sqrt(max(1.0 + trace, 1e-300))
-        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-    else:
-        i = k - 1
-        j, m = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[m, m], 1e-300))
-        q = [0.0] * 4
-        q[0] = (r[m, j] - r[j, m]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (r[j, i] + r[i, j]) / s
-        q[1 + m] = (r[m, i] + r[i, m]) / s
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
+    """Unit quaternion (w, x, y, z), w ≥ 0, of a rotation matrix."""
+    return Rotation.from_matrix(np.asarray(r_33, np.float64)).as_quat(canonical=True, scalar_first=True)
 
 
 def quaternion_to_rotation(q_wxyz):
-    """Rotation matrix of a quaternion (w, x, y, z); the quaternion is normalized first."""
-    w, x, y, z = np.asarray(q_wxyz, dtype=np.float64) / np.linalg.norm(q_wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """Rotation matrix of a quaternion (w, x, y, z); the quaternion is normalized first.
+
+    Raises ValueError for a zero or non-finite quaternion.
+    """
+    q = np.asarray(q_wxyz, np.float64)
+    if not np.all(np.isfinite(q)) or not np.linalg.norm(q) > 0:
+        raise ValueError(f"not a rotation quaternion: {q.tolist()}")
+    return Rotation.from_quat(q, scalar_first=True).as_matrix()
 
 
 def pose_errors(pose_est_cw, pose_gt_cw):
@@ -91,9 +75,8 @@ def pose_errors(pose_est_cw, pose_gt_cw):
     Translation: distance between the camera centres. Rotation: angle of R_est · R_gtᵀ.
     """
     t_err = float(np.linalg.norm(pose_est_cw[:3, 3] - pose_gt_cw[:3, 3]))
-    r_rel = pose_est_cw[:3, :3] @ pose_gt_cw[:3, :3].T
-    cos = np.clip((np.trace(r_rel) - 1.0) / 2.0, -1.0, 1.0)
-    return t_err, math.degrees(math.acos(cos))
+    r_rel = Rotation.from_matrix(pose_est_cw[:3, :3]) * Rotation.from_matrix(pose_gt_cw[:3, :3]).inv()
+    return t_err, math.degrees(float(r_rel.magnitude()))
 
 
 @dataclass
@@ -161,10 +144,10 @@ def read_pose_file(path):
             if len(parts) not in (9, 11):
                 raise ValueError
             vals = [float(v) for v in parts[2:]]
+            pose = np.eye(4)
+            pose[:3, :3] = quaternion_to_rotation(vals[0:4])
         except ValueError:
             raise InputError(f"pose file {path} line {n} is not 'index image qw qx qy qz tx ty tz'") from None
-        pose = np.eye(4)
-        pose[:3, :3] = quaternion_to_rotation(vals[0:4])
         pose[:3, 3] = vals[4:7]
         rec = PoseRecord(int(parts[0]), parts[1], pose_cw=pose)
         if len(vals) == 9:
@@ -198,7 +181,10 @@ def read_tum(path):
         raise InputError(f"TUM trajectory {path} must have 8 columns")
     poses = np.tile(np.eye(4), (len(data), 1, 1))
     for i, row in enumerate(data):
-        poses[i, :3, :3] = quaternion_to_rotation([row[7], row[4], row[5], row[6]])
+        try:
+            poses[i, :3, :3] = quaternion_to_rotation([row[7], row[4], row[5], row[6]])
+        except ValueError as e:
+            raise InputError(f"TUM trajectory {path} row {i + 1}: {e}") from None
         poses[i, :3, 3] = row[1:4]
     return data[:, 0] if data.size else np.zeros(0), poses
 

@@ -47,6 +47,24 @@ class KFNetStage:
             metrics[f"{key}_accuracy"] = global_mean(hits, count, plus_one=False)
         return total, metrics
 
+    def summary_images(self, batch, count=2):
+        """Pictures of the first windows' last frame: coordinate error and σ of the measurement,
+        prior and posterior; the flow into that frame and its σ_q."""
+        from kfnet import summaries
+
+        images = batch["images"][:count]
+        out = self.model.window(images, training=False)
+        flow, sigma_q = self.model.oflownet((images[:, -2], images[:, -1]), training=False)
+        pictures = {"image": summaries.input_pictures(images[:, -1]),
+                    "flow": summaries.flow_pictures(tf.cast(flow, tf.float32)),
+                    "sigma_q": summaries.sigma_pictures(tf.cast(sigma_q, tf.float32))}
+        gt, mask = batch["coords"][:count, -1], batch["mask"][:count, -1]
+        for key in ("measurement", "prior", "posterior"):
+            coords, var = out[key]["coords"][:, -1], out[key]["var"][:, -1]
+            pictures[f"coord_error_{key}"] = summaries.coordinate_pictures(coords, gt, mask)
+            pictures[f"sigma_{key}"] = summaries.sigma_pictures(tf.sqrt(var))
+        return pictures
+
 
 def _flatten(x_bt):
     """[B, T, …] → [B·T, …]."""
@@ -56,3 +74,4 @@ def _flatten(x_bt):
 def _per_frame(fn, x_bt):
     y = fn(_flatten(x_bt))
     return tf.reshape(y, tf.concat([tf.shape(x_bt)[:2], tf.shape(y)[1:]], 0))
+

@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--save_measurement", action="store_true",
                         help="also write the measurement and prior maps to OUT/measurement, OUT/prior")
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(devices=True)
     import numpy as np
     import tensorflow as tf
     from tqdm import tqdm
@@ -55,7 +55,7 @@ def main(argv=None):
     use_nis = bool(cfg.get("nis")) if args.nis is None else True
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
     nets, ckpt = build_networks(args.model_folder, ["scoordnet", "oflownet"], data.image_hw,
-                                load_config(args.scene, args.config))
+                                load_config(args.scene, args.config), step=args.checkpoint)
     model = KFNet(nets["scoordnet"], nets["oflownet"])
     out = Path(args.output_folder)
     signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,

@@ -16,6 +16,8 @@ def testing_parser(description):
     add_folder_flag(p, "model_folder", "checkpoint folder: this project's, or an original TF1 "
                     "release (model.ckpt-N)", required=True)
     add_config_flags(p)
+    p.add_argument("--checkpoint", type=int, metavar="N",
+                   help="test the checkpoint of step N (ckpt-N or model.ckpt-N; default: the newest)")
     p.add_argument("--batch_size", type=int, default=4, help="frames per network pass")
     p.add_argument("--sequence_length", type=int, help="frames per sequence (default: parent folder)")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines")
@@ -28,11 +30,11 @@ def test_settings(args, stage):
     return override(cfg, sequence_length=args.sequence_length)
 
 
-def build_networks(model_folder, names, image_hw, cfg_full=None):
+def build_networks(model_folder, names, image_hw, cfg_full=None, step=None):
     """Builds and loads the named networks ('scoordnet', 'oflownet') from a model folder.
 
     Widths come from the folder's model.json (this project) or are 1.0 (original release).
-    Returns ({name: net}, checkpoint path).
+    `step`: the checkpoint of that step (default: the newest). Returns ({name: net}, checkpoint path).
     """
     from kfnet.checkpoints import load_networks, network_widths
 
@@ -50,5 +52,6 @@ def build_networks(model_folder, names, image_hw, cfg_full=None):
             net = OFlowNet(width=widths.get(name, 1.0))
             net.build_for(image_hw)
             nets[name] = net
-    _, path = load_networks(model_folder, nets)
+    _, path = load_networks(model_folder, nets, step=step)
+    print(f"weights: {path}")
     return nets, str(Path(path).resolve())

@@ -20,7 +20,7 @@ def main(argv=None):
                         "original TF1 release) to start from")
     parser.add_argument("--oflownet", help="model folder of a trained OFlowNet to start from")
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(devices=True)
     from kfnet.checkpoints import load_adam_moments, load_networks, network_widths, read_model_info
     from kfnet.config import load_config, stage_config
     from kfnet.data.pipelines import window_dataset

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
+from kfnet import summaries
 from kfnet.checkpoints import write_model_info
 from kfnet.distribute import check_xla, is_chief, needs_loss_scaling
 from kfnet.errors import InputError
@@ -63,6 +64,8 @@ class Trainer:
         self.widths = widths
         self.xla = xla
         self.stop_signal = None
+        # Config (after flags), seed, code version and command: in model.json and TensorBoard.
+        self.run = summaries.run_description(cfg, sys.argv)
         self.loss_scaling = bool(mixed_precision) and needs_loss_scaling()
         with strategy.scope():
             # The training step (which sets the learning rate) is kept apart from Adam's own
@@ -172,14 +175,29 @@ class Trainer:
     def save(self, manager=None):
         path = (manager or self.manager).save(checkpoint_number=self.step)
         if self.chief:
-            write_model_info(self.model_folder, self.stage_name, self.widths)
+            write_model_info(self.model_folder, self.stage_name, self.widths, run=self.run)
         return path
 
-    def fit(self, make_dataset, max_steps, summary_every=100, snapshot=5000, progress=True):
+    def write_images(self, batch, step):
+        """TensorBoard pictures of `stage.summary_images` on (this worker's first part of) a batch."""
+        if not hasattr(self.stage, "summary_images"):
+            return
+        local = tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], batch)
+        for name, pictures in self.stage.summary_images(local).items():
+            tf.summary.image(f"images/{name}", pictures, step=step, max_outputs=len(pictures),
+                             description=summaries.description(name))
+
+    def fit(self, make_dataset, max_steps, summary_every=100, snapshot=5000, progress=True,
+            image_every=None, validate=None, val_every=None):
         """Runs steps until max_steps; make_dataset(start_step) gives the global-batch stream.
 
+        Scalars are the means over the steps since the last summary; every `image_every` steps
+        (and at the first step) the stage's pictures of the current batch; every `val_every` steps
+        the scalars `validate()` returns (a dict), under val/.
         Returns 0 when finished, 130 when stopped by a signal (after saving).
         """
+        if image_every is None:
+            image_every = int(self.cfg.get("image_every") or 0)
         start = self.step
         if start >= max_steps:
             print(f"already trained: step {start} of {max_steps}")
@@ -194,13 +212,28 @@ class Trainer:
         bar = tqdm(total=max_steps, initial=start, desc=self.stage_name, unit="step",
                    disable=not (progress and self.chief), dynamic_ncols=True)
         last_saved, t0, steps0 = start, time.time(), start
+        sums, count = {}, 0
+        if writer is not None:
+            with writer.as_default(step=start):
+                tf.summary.text("run", summaries.run_markdown(self.run))
         try:
             for batch in dataset:
                 metrics = step_fn(batch)
                 step = self.step
                 bar.update(1)
+                # Summed on the device: no host sync between summaries.
+                sums = {k: sums[k] + v if k in sums else v for k, v in metrics.items()}
+                count += 1
+                if writer is not None and image_every and (step % image_every == 0 or step == start + 1):
+                    with writer.as_default():
+                        self.write_images(batch, step)
+                if writer is not None and validate is not None and val_every and step % val_every == 0:
+                    with writer.as_default(step=step):
+                        for k, v in validate().items():
+                            tf.summary.scalar(f"val/{k}", v)
                 if step % summary_every == 0 or step == max_steps or step == start + 1:
-                    values = {k: float(v) for k, v in metrics.items()}
+                    values = {k: float(v) / count for k, v in sums.items()}
+                    sums, count = {}, 0
                     if not all(math.isfinite(v) for v in values.values()):
                         self.stop_signal = "nan"
                         print(f"\nerror: non-finite loss at step {step}: {values}", file=sys.stderr)

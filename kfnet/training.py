@@ -24,7 +24,10 @@ def training_parser(description, scene_required=True, width_flag=True):
     g.add_argument("--weight_decay", type=float, help="L2 weight decay factor")
     g.add_argument("--snapshot", type=int, help="save a checkpoint every N steps")
     g.add_argument("--keep", type=int, help="number of checkpoints to keep")
-    g.add_argument("--summary_every", type=int, help="TensorBoard scalars every N steps")
+    g.add_argument("--summary_every", type=int, help="TensorBoard scalars (means over the last N "
+                   "steps) every N steps")
+    g.add_argument("--image_every", type=int, help="TensorBoard pictures of the current batch every "
+                   "N steps (0: none)")
     if width_flag:
         g.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's)")
     g.add_argument("--seed", type=int, help="seed of weights, data order and augmentation")
@@ -54,11 +57,13 @@ def stage_settings(args, stage):
     """The stage's settings: config file, then flags."""
     cfg = stage_config(load_config(args.scene, args.config), stage)
     keys = ("max_steps", "stepvalue", "base_lr", "batch_size", "weight_decay", "snapshot", "keep",
-            "summary_every", "width", "seed", "augment", "sequence_length")
+            "summary_every", "image_every", "width", "seed", "augment", "sequence_length")
     cfg = override(cfg, **{k: getattr(args, k, None) for k in keys})
     for key in ("stepvalue", "batch_size", "snapshot", "summary_every"):
         if int(cfg[key]) <= 0:
             raise InputError(f"--{key} must be positive, got {cfg[key]}")
+    if int(cfg.get("image_every") or 0) < 0:
+        raise InputError(f"--image_every must be 0 or positive, got {cfg['image_every']}")
     cfg["max_steps"] = max_steps(cfg)
     return cfg
 

@@ -126,7 +126,7 @@ def main(argv=None):
     p = testing_parser(__doc__.splitlines()[0])
     p.epilog = EPILOG
     args = p.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(devices=True)
     import time
 
     import tensorflow as tf
@@ -146,7 +146,8 @@ def main(argv=None):
     cfg_full = load_config(args.scene, args.config)
     cfg = test_settings(args, "oflownet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
-    nets, ckpt = build_networks(args.model_folder, ["oflownet"], data.image_hw, cfg_full)
+    nets, ckpt = build_networks(args.model_folder, ["oflownet"], data.image_hw, cfg_full,
+                                step=args.checkpoint)
     net = nets["oflownet"]
     out = Path(args.output_folder)
     starts = data.sequence_starts

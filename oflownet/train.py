@@ -28,7 +28,7 @@ def main(argv=None):
     from kfnet.training import setup_hardware, stage_settings
 
     args = parser().parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(devices=True)
     from kfnet.data.pipelines import consecutive_pairs, pair_dataset
     from kfnet.data.scene import load_input_folder
     from kfnet.errors import InputError

@@ -111,3 +111,18 @@ class OFlowNetStage:
                       "accuracy": global_mean(hits, count, plus_one=False),
                       "flow_magnitude": global_mean(tf.reduce_sum(magnitude),
                                                     tf.cast(tf.size(magnitude), tf.float32), plus_one=False)}
+
+    def summary_images(self, batch, count=2):
+        """Pictures of the first pairs: current image, flow, σ_q, error of the prior from the labels."""
+        from kfnet import summaries
+
+        prev, cur = batch["image_prev"][:count], batch["image_cur"][:count]
+        coords_prev = batch["coords_prev"][:count]
+        flow, sigma_q = self.net((prev, cur), training=False)
+        flow, sigma_q = tf.cast(flow, tf.float32), tf.cast(sigma_q, tf.float32)
+        prior, _ = predict(coords_prev, tf.zeros_like(coords_prev[..., :1]), flow, tf.square(sigma_q))
+        mask = neighbourhood_mask(batch["mask_prev"][:count], batch["mask_cur"][:count])
+        return {"image": summaries.input_pictures(cur),
+                "flow": summaries.flow_pictures(flow),
+                "sigma_q": summaries.sigma_pictures(sigma_q),
+                "coord_error_prior": summaries.coordinate_pictures(prior, batch["coords_cur"][:count], mask)}

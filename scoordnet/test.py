@@ -16,7 +16,7 @@ def main(argv=None):
     from kfnet.testing import test_settings, testing_parser
 
     args = testing_parser(__doc__.splitlines()[0]).parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(devices=True)
     import numpy as np
     import tensorflow as tf
     from tqdm import tqdm
@@ -36,7 +36,7 @@ def main(argv=None):
     cfg = test_settings(args, "scoordnet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
     nets, ckpt = build_networks(args.model_folder, ["scoordnet"], data.image_hw,
-                                load_config(args.scene, args.config))
+                                load_config(args.scene, args.config), step=args.checkpoint)
     net = nets["scoordnet"]
     signature = {"stage": "scoordnet", "checkpoint": ckpt,
                  "input_folder": str(Path(args.input_folder).resolve())}

@@ -16,7 +16,7 @@ def main(argv=None):
     from kfnet.training import setup_hardware, stage_settings, training_parser
 
     args = training_parser(__doc__.splitlines()[0]).parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(devices=True)
     from kfnet.data.pipelines import frame_dataset
     from kfnet.data.scene import load_input_folder
     from kfnet.trainer import Trainer, seed_everything

@@ -23,3 +23,14 @@ class SCoordNetStage:
         hits, _ = losses.accuracy_terms(coords, batch["coords"], batch["mask"])
         loss = global_mean(total, count)
         return loss, {"nll": loss, "accuracy": global_mean(hits, count, plus_one=False)}
+
+    def summary_images(self, batch, count=2):
+        """Pictures of the first frames ([n, H, W, 3] in [0, 1]): input, coordinate error, σ."""
+        from kfnet import summaries
+
+        images = batch["image"][:count]
+        coords, sigma = self.net(images, training=False)
+        return {"image": summaries.input_pictures(images),
+                "coord_error": summaries.coordinate_pictures(coords, batch["coords"][:count],
+                                                             batch["mask"][:count]),
+                "sigma": summaries.sigma_pictures(sigma)}

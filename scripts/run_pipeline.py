@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import HelpFormatter, add_config_flags, run  # noqa: E402
+from kfnet.cli import STRATEGIES, HelpFormatter, add_config_flags, run  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +36,33 @@ def parse_args(argv):
     p.add_argument("--thread_num", type=int, default=2, help="PnP worker processes")
     p.add_argument("--nis", action="store_true", help="KFNet test with the innovation test")
     p.add_argument("--no_progress", action="store_true", help="no progress bars in the steps")
+    t = p.add_argument_group("training (passed to the three train.py)")
+    t.add_argument("--max_steps", type=parse_steps, metavar="N | N1,N2,N3",
+                   help="last training step of every stage, or of SCoordNet, OFlowNet and KFNet in "
+                        "turn (KFNet counts from its start at 4 x stepvalue; default: the config)")
+    t.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
+    t.add_argument("--mixed_precision", action="store_true", help="mixed-precision training")
+    t.add_argument("--xla", action="store_true", help="XLA-compiled training steps")
     p.add_argument("--cloud_thres", type=float, default=20.0,
                    help="confidence threshold of the point-cloud render (20: sigma below 5 cm); lowered "
                         "to the map's median confidence, with a message, when no cell passes it")
     return p.parse_args(argv)
+
+
+def parse_steps(text):
+    """'N' → [N, N, N]; 'N1,N2,N3' → [N1, N2, N3]."""
+    try:
+        steps = [int(v) for v in text.split(",")]
+    except ValueError:
+        steps = []
+    if len(steps) == 1:
+        steps *= 3
+    if len(steps) != 3 or min(steps) <= 0:
+        raise argparse.ArgumentTypeError(f"expected N or N1,N2,N3 (positive), got '{text}'")
+    return steps
+
+
+STAGES = ("scoordnet", "oflownet", "kfnet")
 
 
 class Pipeline:
@@ -60,6 +83,11 @@ class Pipeline:
         self.models = self.work / "models"
         self.results = self.work / "results"
         self.plots = self.work / "plots"
+        hardware = ["--strategy", args.strategy] + ["--mixed_precision"] * args.mixed_precision
+        hardware += ["--xla"] * args.xla
+        self.train_flags = {
+            stage: hardware + (["--max_steps", args.max_steps[i]] if args.max_steps else [])
+            for i, stage in enumerate(STAGES)}
 
     def step(self, title, script, *argv, done=False):
         """Runs one stage script in its own process unless its outputs are complete."""
@@ -81,6 +109,8 @@ class Pipeline:
         from kfnet.config import load_config, max_steps, stage_config
 
         cfg = stage_config(load_config(self.args.scene, self.args.config), stage)
+        if self.args.max_steps:
+            cfg["max_steps"] = self.args.max_steps[STAGES.index(stage)]
         steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in Path(folder).glob("ckpt-*.index")]
         return bool(steps) and max(steps) >= max_steps(cfg)
 
@@ -109,15 +139,15 @@ class Pipeline:
     def run(self):
         m, r = self.models, self.results
         self.step("1/7 train SCoordNet", "scoordnet/train.py", "--input_folder", self.train,
-                  "--model_folder", m / "scoordnet", *self.settings,
+                  "--model_folder", m / "scoordnet", *self.settings, *self.train_flags["scoordnet"],
                   done=self.trained(m / "scoordnet", "scoordnet"))
         oflownet = Path(self.args.oflownet) if self.args.oflownet else m / "oflownet"
         self.step("2/7 train OFlowNet", "oflownet/train.py", "--input_folder", self.train,
-                  "--model_folder", oflownet, *self.settings,
+                  "--model_folder", oflownet, *self.settings, *self.train_flags["oflownet"],
                   done=bool(self.args.oflownet) or self.trained(oflownet, "oflownet"))
         self.step("3/7 train KFNet", "kfnet/train.py", "--input_folder", self.train,
                   "--model_folder", m / "kfnet", *self.settings, "--scoordnet", m / "scoordnet",
-                  "--oflownet", oflownet, done=self.trained(m / "kfnet", "kfnet"))
+                  "--oflownet", oflownet, *self.train_flags["kfnet"], done=self.trained(m / "kfnet", "kfnet"))
         kf_args = ["--nis"] if self.args.nis else []
         self.step("4/7 test KFNet", "kfnet/test.py", "--input_folder", self.test, "--output_folder",
                   r / "kfnet", "--model_folder", m / "kfnet", *self.settings, "--save_measurement",

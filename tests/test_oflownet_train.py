@@ -164,8 +164,9 @@ def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, cap
 
     assert _train(tiny_scene.train, tmp_path / "m", 2, "--snapshot", "2", "--noise") == 0
     assert "noise on" in capsys.readouterr().out
-    assert json.loads((tmp_path / "m" / "model.json").read_text()) == {"stage": "oflownet",
-                                                                        "widths": {"oflownet": 0.25}}
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert (info["stage"], info["widths"]) == ("oflownet", {"oflownet": 0.25})
+    assert info["config"]["noise"] is True and info["seed"] == 0
     out = tmp_path / "out"
     # The training folder holds two sequences: no pair may cross from one to the other.
     argv = ["--input_folder", str(tiny_scene.train), "--output_folder", str(out), "--model_folder",

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("open3d", reason="Open3D (pip install -e .[vis]) renders the synthetic scene")
+
 from kfnet.config import load_config
 from kfnet.data.prepare import Camera, prepare_scene
 from kfnet.synthetic import SceneSettings, write_scene

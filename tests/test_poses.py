@@ -187,6 +187,9 @@ def test_read_pose_file_errors(tmp_path):
         read_pose_file(bad)
     with pytest.raises(InputError, match="cannot read pose file"):
         read_pose_file(tmp_path / "missing.txt")
+    bad.write_text("0 img.png 0 0 0 0 1 2 3\n")  # a zero quaternion is no rotation
+    with pytest.raises(InputError, match="bad.txt line 1 is not"):
+        read_pose_file(bad)
 
 
 # --- TUM -----------------------------------------------------------------------------------------
@@ -214,6 +217,10 @@ def test_tum_with_timestamps_and_errors(tmp_path):
     seven.write_text("0 1 2 3 0 0 0\n")
     with pytest.raises(InputError, match="must have 8 columns"):
         read_tum(seven)
+    zero = tmp_path / "zero.txt"
+    zero.write_text("0 1 2 3 0 0 0 1\n1 1 2 3 0 0 0 0\n")
+    with pytest.raises(InputError, match=r"zero.txt row 2: not a rotation quaternion"):
+        read_tum(zero)
 
 
 # --- summaries -----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytest.importorskip("open3d", reason="Open3D (pip install -e .[vis]) renders the synthetic scene")
+
 from kfnet.errors import InputError
 from kfnet.poses import check_rigid, read_matrix_file
 from kfnet.synthetic import (

@@ -5,6 +5,7 @@ scene coordinates with known confidences, images textured by wall and checkerboa
 field of a known shift, and pose files whose errors are known.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,11 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Pictures and videos need the "vis" extra (pip install -e .[vis]); CI installs it.
+pytest.importorskip("matplotlib", reason="the vis/ scripts draw with matplotlib (pip install -e .[vis])")
+pytest.importorskip("imageio", reason="the vis/ scripts write pictures with imageio (pip install -e .[vis])")
+
 from kfnet.poses import PoseRecord, write_pose_file, write_tum
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["scene_coordinates", "scene_coordinates_list", "optical_flow", "optical_flow_list",
            "uncertainty", "trajectory"]
+needs_open3d = pytest.mark.skipif(importlib.util.find_spec("open3d") is None,
+                                  reason="Open3D renderer (pip install -e .[vis])")
 W, H, F = 320, 240, 262.5
 ROOM_LO, ROOM_HI = np.array([-2.0, -1.2, -2.0]), np.array([2.0, 1.2, 2.0])  # y points down
 
@@ -229,6 +236,7 @@ def test_help_as_file_and_module(name):
         assert "usage:" in result.stdout and "--save" in result.stdout
 
 
+@needs_open3d
 def test_scene_coordinates_open3d_filters_by_confidence(scene, tmp_path):
     coord = np.load(scene / "maps" / "coord_1.npy")
     pictures = {}
@@ -243,6 +251,7 @@ def test_scene_coordinates_open3d_filters_by_confidence(scene, tmp_path):
     assert cloud_mask(pictures[100]).sum() < 0.8 * cloud_mask(pictures[0]).sum()
 
 
+@needs_open3d
 def test_scene_coordinates_matplotlib_draws_the_same_view(scene, tmp_path):
     masks = []
     for renderer in ("open3d", "matplotlib"):
