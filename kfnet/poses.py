@@ -5,13 +5,13 @@ Poses are camera-to-world 4×4 matrices (`pose_cw`), translations in metres. Qua
 """
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from kfnet.errors import InputError
+from kfnet.locks import atomic_write_text
 
 
 def read_matrix_file(path, what="pose"):
@@ -125,21 +125,18 @@ def format_pose_line(rec):
     return line
 
 
-def _write_text(path, text):
-    """Writes through a temporary file and a rename, so readers never see half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_pose_file(path, records):
-    """Writes the pose file of SPEC §2 (sorted by frame index); image paths must not contain spaces."""
+    """Writes the pose file of SPEC §2 through a temporary file and a rename."""
+    atomic_write_text(path, pose_file_text(records))
+
+
+def pose_file_text(records):
+    """The pose file of SPEC §2 (sorted by frame index); image paths must not contain spaces."""
     for rec in records:
         if any(c.isspace() for c in rec.image):
             raise InputError(f"image path with white space cannot go into a pose file: '{rec.image}'")
     lines = [POSE_FILE_HEADER] + [format_pose_line(r) for r in sorted(records, key=lambda r: r.index)]
-    _write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_pose_file(path):
@@ -174,6 +171,11 @@ def read_pose_file(path):
 
 
 def write_tum(path, records, timestamps=None):
+    """Writes a TUM trajectory (see `tum_text`) through a temporary file and a rename."""
+    atomic_write_text(path, tum_text(records, timestamps))
+
+
+def tum_text(records, timestamps=None):
     """TUM trajectory `timestamp tx ty tz qx qy qz qw`; the timestamp defaults to the frame index."""
     lines = ["# timestamp tx ty tz qx qy qz qw"]
     for rec in sorted(records, key=lambda r: r.index):
@@ -183,7 +185,7 @@ def write_tum(path, records, timestamps=None):
         t = rec.pose_cw[:3, 3]
         stamp = float(rec.index if timestamps is None else timestamps[rec.index])
         lines.append(f"{stamp:.6f} {t[0]:.8f} {t[1]:.8f} {t[2]:.8f} {x:.8f} {y:.8f} {z:.8f} {w:.8f}")
-    _write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_tum(path):

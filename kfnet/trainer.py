@@ -25,7 +25,9 @@ from tqdm import tqdm
 
 from kfnet.checkpoints import write_model_info
 from kfnet.distribute import check_xla, is_chief, needs_loss_scaling
+from kfnet.data.check import describe_bad_file
 from kfnet.errors import InputError
+from kfnet.locks import lock_folder, output_error
 from kfnet.losses import weight_decay
 
 
@@ -93,12 +95,18 @@ class Trainer:
         return int(self.global_step.numpy())
 
     def restore_or_init(self, init_fn=None, start_step=0):
-        """Resumes from the newest restorable checkpoint; otherwise init_fn() and start_step."""
+        """Resumes from the newest restorable checkpoint; otherwise init_fn() and start_step.
+
+        The chief first locks the model folder: a second run on it stops here, before writing.
+        A damaged checkpoint (truncated data, missing index) is skipped with a warning.
+        """
+        if self.chief:
+            lock_folder(self.model_folder, "--model_folder")
         resumed = False
         for path in reversed(self.manager.checkpoints):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as e:
+            except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
                 print(f"warning: cannot restore {path} ({str(e).splitlines()[0]}); trying an older one",
                       file=sys.stderr)
                 continue
@@ -174,15 +182,31 @@ class Trainer:
               file=sys.stderr)
 
     def save(self, manager=None):
-        path = (manager or self.manager).save(checkpoint_number=self.step)
+        """Saves ckpt-<step>; a write that fails (full disk, I/O error) leaves the previous
+        checkpoints as they were, removes the partial one and raises OutputError."""
+        manager = manager or self.manager
+        step = self.step
+        fresh = not any(Path(p).name == f"ckpt-{step}" for p in manager.checkpoints)
+        try:
+            path = manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            folder = Path(manager.directory)
+            shutil.rmtree(folder / f"ckpt-{step}_temp", ignore_errors=True)
+            if fresh:
+                for part in folder.glob(f"ckpt-{step}.*"):
+                    part.unlink(missing_ok=True)
+            raise output_error(folder / f"ckpt-{step}", e) from None
         if self.chief:
             write_model_info(self.model_folder, self.stage_name, self.widths)
         return path
 
-    def fit(self, make_dataset, max_steps, summary_every=100, snapshot=5000, progress=True):
+    def fit(self, make_dataset, max_steps, summary_every=100, snapshot=5000, progress=True,
+            data=None):
         """Runs steps until max_steps; make_dataset(start_step) gives the global-batch stream.
 
-        Returns 0 when finished, 130 when stopped by a signal (after saving).
+        Returns 0 when finished, 130 when stopped by a signal (after saving). A training file
+        that cannot be read any more (`data`: the InputFolder, to name it) saves a checkpoint
+        and raises InputError.
         """
         start = self.step
         if start >= max_steps:
@@ -199,7 +223,7 @@ class Trainer:
                    disable=not (progress and self.chief), dynamic_ncols=True)
         last_saved, t0, steps0 = start, time.time(), start
         try:
-            for batch in dataset:
+            for batch in _batches(dataset):
                 metrics = step_fn(batch)
                 step = self.step
                 bar.update(1)
@@ -223,6 +247,11 @@ class Trainer:
                     last_saved = step
                 if step >= max_steps or self.stop_signal is not None:
                     break
+        except _DataError as e:
+            if last_saved != self.step:
+                self.save(manager)
+            raise InputError(f"{describe_bad_file(data, e.error)}; saved step {self.step} to "
+                             f"{self.model_folder}, run the same command to resume") from None
         finally:
             bar.close()
             for s, handler in old.items():
@@ -240,6 +269,27 @@ class Trainer:
         where = self.model_folder if self.chief else f"{self.model_folder} (written by the chief)"
         print(f"finished step {self.step}; checkpoint in {where}")
         return 0
+
+
+class _DataError(Exception):
+    """The input pipeline failed (a file deleted, truncated or resized after the start)."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _batches(dataset):
+    """The dataset's elements; its read errors become _DataError (the step's own errors do not)."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            raise _DataError(e) from None
+        yield batch
 
 
 def seed_everything(seed):

@@ -29,7 +29,9 @@ from tqdm import tqdm  # noqa: E402
 from kfnet.cli import add_config_flags, run  # noqa: E402
 from kfnet.config import intrinsics, load_config, override  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
-from kfnet.poses import PoseRecord, pose_errors, write_pose_file, write_tum  # noqa: E402
+from kfnet.locks import atomic_write_texts, lock_folder  # noqa: E402
+from kfnet.outputs import read_map_file  # noqa: E402
+from kfnet.poses import PoseRecord, pose_errors, pose_file_text, tum_text  # noqa: E402
 from pnp.evaluate import (  # noqa: E402
     find_coord_files,
     format_summary,
@@ -123,11 +125,10 @@ def _solve_file(task):
     """Worker: (k, pose_cw or None, failure or None, inliers, solve time ms or None) of one file."""
     k, path, K, options = task
     try:
-        data = np.load(path, allow_pickle=False)
-        data = np.asarray(data, dtype=np.float32)
-    except (OSError, ValueError, EOFError) as e:
-        return k, None, f"unreadable coord file ({type(e).__name__}: {e})", 0, None
-    if data.ndim != 3 or data.shape[2] != 4 or 0 in data.shape:
+        data = read_map_file(path, 4)
+    except InputError as e:
+        return k, None, str(e), 0, None
+    if 0 in data.shape:
         return k, None, f"coord file has shape {tuple(data.shape)}, expected (h, w, 4)", 0, None
     try:
         pose, _, info = solve_frame(data[..., :3], data[..., 3], K, seed=(options["seed"], k),
@@ -170,21 +171,6 @@ def _finite_or_none(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def _write_all(outputs):
-    """Writes {path: writer(tmp_path)} to temporary names first, then renames them all."""
-    temps = {}
-    try:
-        for path, writer in outputs.items():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temps[path] = tmp
-            writer(tmp)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
 
 
 def _positive(kind):
@@ -268,6 +254,7 @@ def main(argv=None):
     names, seq_of, seq_names = frames_and_sequences(indices, pose_paths, image_list,
                                                     cfg.get("sequence_length"))
 
+    lock_folder(pose_file.parent, "output folder")  # one writer: a second run stops here
     threshold = default_threshold(K) if args.threshold is None else args.threshold
     options = {"cell": args.cell, "threshold": threshold, "hypotheses": args.hypotheses,
                "seed": args.seed, "min_confidence": args.min_confidence,
@@ -286,11 +273,10 @@ def main(argv=None):
     summary = summarize(records, times, seq_of, seq_names, gt is not None)
     summary["settings"] = {"coord_folder": str(args.coord_folder), "gt": args.gt,
                            "image_list": image_list, "K": K.tolist(), **options}
-    pose_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_all({
-        pose_file: lambda p: write_pose_file(p, records),
-        tum_file: lambda p: write_tum(p, records),
-        summary_file: lambda p: p.write_text(json.dumps(_finite_or_none(summary), indent=2) + "\n"),
+    atomic_write_texts({
+        pose_file: pose_file_text(records),
+        tum_file: tum_text(records),
+        summary_file: json.dumps(_finite_or_none(summary), indent=2) + "\n",
     })
     print("\n".join(format_summary(summary)))
     failed = summary["overall"]["failed"]
