@@ -31,10 +31,17 @@ def read_model_info(folder):
     if not path.is_file():
         return None
     try:
-        info = json.loads(path.read_text())
-        return {"stage": info["stage"], "widths": dict(info["widths"])}
-    except (ValueError, KeyError, TypeError):
+        info = json.loads(path.read_bytes())
+        stage, widths = info["stage"], dict(info["widths"])
+        widths = {name: float(w) for name, w in widths.items()}
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InputError(f"{path} is not a valid model description") from None
+    if stage not in ("scoordnet", "oflownet", "kfnet") or not set(widths) <= {"scoordnet", "oflownet"} \
+            or not all(0 < w < 100 for w in widths.values()):
+        raise InputError(f"{path} is not a valid model description: stage {stage!r}, widths {widths}")
+    return {"stage": stage, "widths": widths}
 
 
 def latest_tf1_checkpoint(folder):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfnet.data.labels import HEADER_ERRORS
 from kfnet.errors import InputError
 from kfnet.locks import atomic_write, atomic_write_text, lock_folder
 
@@ -28,7 +29,7 @@ def read_map_file(path, channels, map_hw=None, what="coordinate map"):
     <k-1>_<k>_flow.npy: 3); anything else is an InputError naming the file."""
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, *HEADER_ERRORS) as e:
         raise InputError(f"cannot read {what} {path}: {str(e).splitlines()[0] if str(e) else 'truncated'}") from None
     expected = f"[h, w, {channels}]" if map_hw is None else f"[{map_hw[0]}, {map_hw[1]}, {channels}]"
     if not isinstance(array, np.ndarray) or array.ndim != 3 or array.shape[2] != channels \

@@ -24,6 +24,8 @@ def read_matrix_file(path, what="pose"):
         raise InputError(f"{what} file {path} is not a 4x4 matrix of numbers") from None
     if values.size != 16:
         raise InputError(f"{what} file {path} holds {values.size} numbers, expected 16 (4x4)")
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{what} file {path} holds non-finite numbers")
     return values.reshape(4, 4)
 
 
@@ -147,6 +149,8 @@ def read_pose_file(path):
             lines = f.read().splitlines()
     except OSError:
         raise InputError(f"cannot read pose file {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"pose file {path} is not UTF-8 text") from None
     for n, line in enumerate(lines, 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
@@ -158,6 +162,8 @@ def read_pose_file(path):
             if len(parts) not in (9, 11):
                 raise ValueError
             vals = [float(v) for v in parts[2:]]
+            if not (np.all(np.isfinite(vals)) and np.linalg.norm(vals[0:4]) > 1e-12):
+                raise ValueError
         except ValueError:
             raise InputError(f"pose file {path} line {n} is not 'index image qw qx qy qz tx ty tz'") from None
         pose = np.eye(4)
@@ -198,6 +204,8 @@ def read_tum(path):
         raise InputError(f"cannot read TUM trajectory {path}") from None
     if data.size and data.shape[1] != 8:
         raise InputError(f"TUM trajectory {path} must have 8 columns")
+    if data.size and not (np.all(np.isfinite(data)) and np.all(np.linalg.norm(data[:, 4:8], axis=1) > 1e-12)):
+        raise InputError(f"TUM trajectory {path} holds non-finite numbers or a zero quaternion")
     poses = np.tile(np.eye(4), (len(data), 1, 1))
     for i, row in enumerate(data):
         poses[i, :3, :3] = quaternion_to_rotation([row[7], row[4], row[5], row[6]])
