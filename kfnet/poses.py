@@ -17,7 +17,9 @@ from kfnet.locks import atomic_write_text
 def read_matrix_file(path, what="pose"):
     """A 4×4 matrix written as whitespace-separated text (7-Scenes `.pose.txt`, transform.txt)."""
     try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
+            values = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except OSError:
         raise InputError(f"cannot read {what} file {path}") from None
     except ValueError:

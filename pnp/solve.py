@@ -28,9 +28,9 @@ from tqdm import tqdm  # noqa: E402
 
 from kfnet.cli import add_config_flags, run  # noqa: E402
 from kfnet.config import intrinsics, load_config, override  # noqa: E402
+from kfnet.data.labels import HEADER_ERRORS  # noqa: E402
 from kfnet.errors import InputError  # noqa: E402
 from kfnet.locks import atomic_write_texts, lock_folder  # noqa: E402
-from kfnet.outputs import read_map_file  # noqa: E402
 from kfnet.poses import PoseRecord, pose_errors, pose_file_text, tum_text  # noqa: E402
 from pnp.evaluate import (  # noqa: E402
     find_coord_files,
@@ -125,10 +125,11 @@ def _solve_file(task):
     """Worker: (k, pose_cw or None, failure or None, inliers, solve time ms or None) of one file."""
     k, path, K, options = task
     try:
-        data = read_map_file(path, 4)
-    except InputError as e:
-        return k, None, str(e), 0, None
-    if 0 in data.shape:
+        data = np.load(path, allow_pickle=False)
+        data = np.asarray(data, dtype=np.float32)
+    except (OSError, *HEADER_ERRORS) as e:
+        return k, None, f"unreadable coord file ({type(e).__name__}: {e})", 0, None
+    if data.ndim != 3 or data.shape[2] != 4 or 0 in data.shape:
         return k, None, f"coord file has shape {tuple(data.shape)}, expected (h, w, 4)", 0, None
     try:
         pose, _, info = solve_frame(data[..., :3], data[..., 3], K, seed=(options["seed"], k),
@@ -254,7 +255,7 @@ def main(argv=None):
     names, seq_of, seq_names = frames_and_sequences(indices, pose_paths, image_list,
                                                     cfg.get("sequence_length"))
 
-    lock_folder(pose_file.parent, "output folder")  # one writer: a second run stops here
+    lock = lock_folder(pose_file.parent, "output folder")  # one writer: a second run stops here
     threshold = default_threshold(K) if args.threshold is None else args.threshold
     options = {"cell": args.cell, "threshold": threshold, "hypotheses": args.hypotheses,
                "seed": args.seed, "min_confidence": args.min_confidence,
@@ -284,6 +285,7 @@ def main(argv=None):
         reasons = sorted({r.failure for r in records if r.pose_cw is None})
         print(f"{failed} of {len(records)} frames failed, e.g.: {reasons[0]}")
     print(f"wrote {pose_file}, {tum_file.name}, {summary_file.name}")
+    lock.release()
     return 0
 
 
