@@ -63,12 +63,16 @@ def report(name, samples, unit):
     growth = 100.0 * (end_mb - warm[1]) / warm[1]
 
     def rate(part):
-        if part[-1][0] == part[0][0]:
+        if len(part) < 2 or part[-1][0] == part[0][0]:
             return float("nan")
         return (part[-1][2] - part[0][2]) / (part[-1][0] - part[0][0])
 
-    tenth = max(2, len(samples) // 10)
-    start_rate, end_rate = rate(samples[1:tenth + 1]), rate(samples[-tenth:])
+    # Speed over the samples while work was being done (after tracing, before the summary).
+    final = samples[-1][2]
+    active = [s for s in samples if s[2] > 0]
+    active = active[:next((i + 1 for i, s in enumerate(active) if s[2] == final), len(active))]
+    tenth = max(2, len(active) // 10)
+    start_rate, end_rate = rate(active[:tenth]), rate(active[-tenth:])
     print(f"{name}: resident memory {warm[1]:.0f} MB after warm-up ({warm[0]:.0f} s), {end_mb:.0f} MB "
           f"at the end ({total:.0f} s): growth {growth:+.1f} % (goal <= 5 %); peak "
           f"{max(s[1] for s in samples):.0f} MB; {start_rate:.2f} {unit}/s at the start, "
