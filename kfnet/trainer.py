@@ -9,6 +9,7 @@ checkpoint of its own, so a resumed run never goes back to them.
 Every step runs through a tf.distribute strategy (kfnet/distribute.py). Only the chief writes
 the model folder; other workers of a multi-worker run save into a scratch folder (saving takes
 part in collective ops) that is removed when training ends, and resume from the chief's folder.
+The chief holds a lock on the model folder (kfnet.locks) from `restore_or_init` to the end.
 """
 
 import math
@@ -24,8 +25,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from kfnet.checkpoints import write_model_info
-from kfnet.distribute import check_xla, is_chief, needs_loss_scaling
 from kfnet.data.check import describe_bad_file
+from kfnet.distribute import check_xla, is_chief, needs_loss_scaling
 from kfnet.errors import InputError
 from kfnet.locks import lock_folder, output_error
 from kfnet.losses import weight_decay
