@@ -58,6 +58,10 @@ def stage_settings(args, stage):
             "summary_every", "width", "seed", "augment", "sequence_length")
     cfg = override(cfg, **{k: getattr(args, k, None) for k in keys})
     source = config_source(args.scene, args.config)
+
+    def where(key):
+        return f"--{key}" if getattr(args, key, None) is not None else f"{key} in {source}"
+
     for key, kind in (("stepvalue", int), ("batch_size", int), ("snapshot", int), ("summary_every", int),
                       ("keep", int), ("seed", int), ("base_lr", float), ("weight_decay", float),
                       ("width", float), ("max_steps", int), ("sequence_length", int)):
@@ -69,14 +73,13 @@ def stage_settings(args, stage):
         except (TypeError, ValueError, OverflowError):
             ok = False
         if not ok:
-            raise InputError(f"--{key} / {key}: in {source} must be a number ({kind.__name__}), "
-                             f"got {value!r}")
+            raise InputError(f"{where(key)} must be a number ({kind.__name__}), got {value!r}")
     for key in ("stepvalue", "batch_size", "snapshot", "summary_every"):
         if int(cfg[key]) <= 0:
-            raise InputError(f"--{key} / {key}: in {source} must be positive, got {cfg[key]}")
+            raise InputError(f"{where(key)} must be positive, got {cfg[key]}")
     cfg["max_steps"] = max_steps(cfg)
     if cfg["max_steps"] <= 0:
-        raise InputError(f"--max_steps / max_steps: in {source} must be positive, got {cfg['max_steps']}")
+        raise InputError(f"{where('max_steps')} must be positive, got {cfg['max_steps']}")
     return cfg
 
 
