@@ -158,8 +158,9 @@ def read_pose_file(path):
         if not parts or parts[0].startswith("#"):
             continue
         try:
+            index = int(parts[0])
             if len(parts) >= 3 and parts[2] == "FAILED":
-                records.append(PoseRecord(int(parts[0]), parts[1], failure=" ".join(parts[3:])))
+                records.append(PoseRecord(index, parts[1], failure=" ".join(parts[3:])))
                 continue
             if len(parts) not in (9, 11):
                 raise ValueError
@@ -171,7 +172,7 @@ def read_pose_file(path):
         pose = np.eye(4)
         pose[:3, :3] = quaternion_to_rotation(vals[0:4])
         pose[:3, 3] = vals[4:7]
-        rec = PoseRecord(int(parts[0]), parts[1], pose_cw=pose)
+        rec = PoseRecord(index, parts[1], pose_cw=pose)
         if len(vals) == 9:
             rec.t_err, rec.r_err = vals[7] / 100.0, vals[8]
         records.append(rec)

@@ -1,6 +1,7 @@
 """Faults of long runs: two writers on one folder, a full disk, a file that goes bad, damaged checkpoints."""
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -138,8 +139,6 @@ def test_test_cli_uses_the_newest_whole_checkpoint(tiny_scene, trained, tmp_path
                     "file is missing")
     assert not (tmp_path / "out1").exists()
     (model / "saved.index").rename(model / "ckpt-5.index")
-    import json
-
     assert json.loads((out / "run.json").read_text())["signature"]["checkpoint"] == str(
         (model / "ckpt-5").resolve())
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kfnet.checkpoints import read_model_info
@@ -77,6 +77,7 @@ def folder(tmp_path):
 
 @FUZZ
 @given(data=any_bytes)
+@example(data=b"\x80")
 def test_list_files(folder, data):
     path = folder / "image_list.txt"
     path.write_bytes(data)
@@ -104,6 +105,8 @@ def test_raw_label_files(folder, data):
 
 @FUZZ
 @given(data=st.one_of(npy_files(), any_bytes))
+@example(data=b"\x93NUMPY")
+@example(data=b"\x93NUMPY\x01\x00\x16\x00{'descr': '<f4', 'shape': (\n\x00\x00\x80?")
 def test_npy_label_files(folder, data):
     path = folder / "frame.label.npy"
     path.write_bytes(data)
@@ -132,6 +135,8 @@ def test_pose_matrix_files(folder, data):
 
 @FUZZ
 @given(data=any_bytes)
+@example(data=b"\x00\x1f0\x1f0\x1f0\x1f1\x1f0\x1f0\x1f0\x1f0")
+@example(data=b"\x80")
 def test_pose_files(folder, data):
     path = folder / "poses.txt"
     path.write_bytes(data)
@@ -144,6 +149,7 @@ def test_pose_files(folder, data):
 
 @FUZZ
 @given(data=any_bytes)
+@example(data=b"0\t0\t0\t0\t0\t0\t0\t0")
 def test_tum_files(folder, data):
     path = folder / "poses.tum.txt"
     path.write_bytes(data)
@@ -162,6 +168,10 @@ yaml_files = st.lists(st.lists(st.sampled_from(YAML_WORDS), max_size=6).map(" ".
 
 @FUZZ
 @given(data=st.one_of(yaml_files, any_bytes))
+@example(data=b"stepvalue:")
+@example(data=b"scoordnet: 1")
+@example(data=b"inherit: [1]")
+@example(data=b"\x80")
 def test_config_files(folder, data):
     path = folder / "scene.yaml"
     path.write_bytes(data)
@@ -198,6 +208,7 @@ model_infos = st.recursive(
 
 @FUZZ
 @given(data=st.one_of(model_infos.map(lambda v: json.dumps(v).encode()), any_bytes))
+@example(data=b'{"widths": [], "stage": null}')
 def test_model_json(folder, data):
     path = folder / "model.json"
     path.write_bytes(data)
