@@ -209,6 +209,8 @@ class Trainer:
         that cannot be read any more (`data`: the InputFolder, to name it) saves a checkpoint
         and raises InputError.
         """
+        if self.chief:
+            lock_folder(self.model_folder, "--model_folder")  # held already after restore_or_init
         start = self.step
         if start >= max_steps:
             print(f"already trained: step {start} of {max_steps}")
