@@ -5,7 +5,6 @@ Poses are camera-to-world 4×4 matrices (`pose_cw`), translations in metres. Qua
 """
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -13,18 +12,23 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from kfnet.errors import InputError
+from kfnet.locks import atomic_write_text
 
 
 def read_matrix_file(path, what="pose"):
     """A 4×4 matrix written as whitespace-separated text (7-Scenes `.pose.txt`, transform.txt)."""
     try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
+            values = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except OSError:
         raise InputError(f"cannot read {what} file {path}") from None
     except ValueError:
         raise InputError(f"{what} file {path} is not a 4x4 matrix of numbers") from None
     if values.size != 16:
         raise InputError(f"{what} file {path} holds {values.size} numbers, expected 16 (4x4)")
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{what} file {path} holds non-finite numbers")
     return values.reshape(4, 4)
 
 
@@ -108,21 +112,18 @@ def format_pose_line(rec):
     return line
 
 
-def _write_text(path, text):
-    """Writes through a temporary file and a rename, so readers never see half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_pose_file(path, records):
-    """Writes the pose file of SPEC §2 (sorted by frame index); image paths must not contain spaces."""
+    """Writes the pose file of SPEC §2 through a temporary file and a rename."""
+    atomic_write_text(path, pose_file_text(records))
+
+
+def pose_file_text(records):
+    """The pose file of SPEC §2 (sorted by frame index); image paths must not contain spaces."""
     for rec in records:
         if any(c.isspace() for c in rec.image):
             raise InputError(f"image path with white space cannot go into a pose file: '{rec.image}'")
     lines = [POSE_FILE_HEADER] + [format_pose_line(r) for r in sorted(records, key=lambda r: r.index)]
-    _write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_pose_file(path):
@@ -133,23 +134,28 @@ def read_pose_file(path):
             lines = f.read().splitlines()
     except OSError:
         raise InputError(f"cannot read pose file {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"pose file {path} is not UTF-8 text") from None
     for n, line in enumerate(lines, 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
         try:
+            index = int(parts[0])
             if len(parts) >= 3 and parts[2] == "FAILED":
-                records.append(PoseRecord(int(parts[0]), parts[1], failure=" ".join(parts[3:])))
+                records.append(PoseRecord(index, parts[1], failure=" ".join(parts[3:])))
                 continue
             if len(parts) not in (9, 11):
                 raise ValueError
             vals = [float(v) for v in parts[2:]]
+            if not (np.all(np.isfinite(vals)) and np.linalg.norm(vals[0:4]) > 1e-12):
+                raise ValueError
             pose = np.eye(4)
             pose[:3, :3] = quaternion_to_rotation(vals[0:4])
         except ValueError:
             raise InputError(f"pose file {path} line {n} is not 'index image qw qx qy qz tx ty tz'") from None
         pose[:3, 3] = vals[4:7]
-        rec = PoseRecord(int(parts[0]), parts[1], pose_cw=pose)
+        rec = PoseRecord(index, parts[1], pose_cw=pose)
         if len(vals) == 9:
             rec.t_err, rec.r_err = vals[7] / 100.0, vals[8]
         records.append(rec)
@@ -157,6 +163,11 @@ def read_pose_file(path):
 
 
 def write_tum(path, records, timestamps=None):
+    """Writes a TUM trajectory (see `tum_text`) through a temporary file and a rename."""
+    atomic_write_text(path, tum_text(records, timestamps))
+
+
+def tum_text(records, timestamps=None):
     """TUM trajectory `timestamp tx ty tz qx qy qz qw`; the timestamp defaults to the frame index."""
     lines = ["# timestamp tx ty tz qx qy qz qw"]
     for rec in sorted(records, key=lambda r: r.index):
@@ -166,7 +177,7 @@ def write_tum(path, records, timestamps=None):
         t = rec.pose_cw[:3, 3]
         stamp = float(rec.index if timestamps is None else timestamps[rec.index])
         lines.append(f"{stamp:.6f} {t[0]:.8f} {t[1]:.8f} {t[2]:.8f} {x:.8f} {y:.8f} {z:.8f} {w:.8f}")
-    _write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_tum(path):
@@ -179,6 +190,8 @@ def read_tum(path):
         raise InputError(f"cannot read TUM trajectory {path}") from None
     if data.size and data.shape[1] != 8:
         raise InputError(f"TUM trajectory {path} must have 8 columns")
+    if data.size and not (np.all(np.isfinite(data)) and np.all(np.linalg.norm(data[:, 4:8], axis=1) > 1e-12)):
+        raise InputError(f"TUM trajectory {path} holds non-finite numbers or a zero quaternion")
     poses = np.tile(np.eye(4), (len(data), 1, 1))
     for i, row in enumerate(data):
         try:

@@ -111,11 +111,12 @@ def main(argv=None):
                 if k >= start:
                     break
                 gt, mask = world(batch["coords"][i].numpy()), batch["mask"][i].numpy()
-                evaluate(k, "posterior", np.load(outputs.coord_file(out, k))[..., :3], gt, mask)
+                post = outputs.read_map_file(outputs.coord_file(out, k), 4, (h, w))
+                evaluate(k, "posterior", post[..., :3], gt, mask)
                 for name, sub in ((MEASUREMENT, MEASUREMENT), ("prior", PRIOR)):
                     f = outputs.coord_file(out / sub, k)
                     if f.exists():
-                        evaluate(k, name, np.load(f)[..., :3], gt, mask)
+                        evaluate(k, name, outputs.read_map_file(f, 4, (h, w))[..., :3], gt, mask)
             else:
                 continue
             break

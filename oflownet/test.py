@@ -218,7 +218,8 @@ def main(argv=None):
                 outputs.save_npy(flow_file(out, b[0]), f)
                 flows[b[0]] = f
         if scores is not None and links:
-            flow = np.stack([flows[b[0]] if b[0] in flows else np.load(flow_file(out, b[0]))
+            flow = np.stack([flows[b[0]] if b[0] in flows
+                             else outputs.read_map_file(flow_file(out, b[0]), 3, (h, w), "flow file")
                              for _, b in links])
             prior, usable = warp_labels(flow[..., :2], np.stack([b[2][0] for _, b in links]),
                                         np.stack([b[2][1] for _, b in links]))

@@ -66,7 +66,7 @@ def main(argv=None):
                 world = transform_points(to_world, coords[j]).astype(np.float32)
                 outputs.save_npy(outputs.coord_file(out, k), outputs.coord_output(world, sigma[j]))
             else:
-                world = np.load(outputs.coord_file(out, k))[..., :3]
+                world = outputs.read_map_file(outputs.coord_file(out, k), 4, data.map_hw)[..., :3]
             if data.has_labels:
                 gt = transform_points(to_world, batch["coords"][i].numpy())
                 med, share = errors.add(k, world, gt, batch["mask"][i].numpy())

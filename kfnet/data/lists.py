@@ -18,6 +18,8 @@ def read_list(path):
         lines = path.read_text().splitlines()
     except OSError:
         raise InputError(f"cannot read list file {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"list file {path} is not UTF-8 text") from None
     base = path.resolve().parent
     out = []
     for line in lines:
