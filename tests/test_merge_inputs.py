@@ -30,4 +30,4 @@ def test_merged_folder_keeps_frames_and_sequences_and_trains_oflownet(tiny_scene
     assert np.array_equal(load_input_folder(out).transform, np.eye(4))
     capsys.readouterr()
     assert _train(out, tmp_path / "m", 1, "--snapshot", "1") == 0
-    assert "66 pairs (both directions) of 36 frames" in capsys.readouterr().out
+    assert "33 pairs (each step both directions) of 36 frames" in capsys.readouterr().out

@@ -109,12 +109,18 @@ def test_kill_and_resume_continues_from_the_saved_step(tiny_scene, tmp_path):
            "--model_folder", str(model), "--scene", "tiny", "--max_steps", "100000", "--snapshot", "5",
            "--no_progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while not list(model.glob("ckpt-10.index")) and time.time() < deadline:
+    deadline = time.time() + 240
+
+    def recorded():
+        """Step of the newest checkpoint the run has recorded as saved (its `checkpoint` file)."""
+        latest = tf.train.latest_checkpoint(str(model)) if (model / "checkpoint").exists() else None
+        return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+    while recorded() < 10 and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = max(int(p.stem.split("-")[1]) for p in model.glob("ckpt-*.index"))
+    saved = recorded()
     assert saved >= 10
     out = subprocess.run(cmd[:-5] + ["--max_steps", str(saved + 3), "--snapshot", "100", "--no_progress"],
                          capture_output=True, text=True, timeout=300)
