@@ -1,3 +1,3 @@
-"""KFNet in TensorFlow 2: shared data, geometry, losses, training and the Kalman filter network."""
+"""KFNet: the Kalman filter network over SCoordNet and OFlowNet, and its streaming relocalizer."""
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """How much temporal filtering can gain on a test sequence, whatever OFlowNet learns.
 
-Runs the filter of kfnet/filter.py over a KFNet test's saved measurement maps with the true
+Runs the filter of common/filter.py over a KFNet test's saved measurement maps with the true
 flow (from the labels and the ground-truth poses) and a constant process noise, and measures
 the two things that bound its gain: how alike consecutive measurement errors are (a filter
 averages errors away only where they differ from frame to frame) and how much the warp itself
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from kfnet import filter as kf
+from common import filter as kf
 
 
 @dataclass

@@ -14,13 +14,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
 
 MEASUREMENT, PRIOR = "measurement", "prior"
 
 
 def main(argv=None):
-    from kfnet.testing import test_settings, testing_parser
+    from common.test_cli import test_settings, testing_parser
 
     parser = testing_parser(__doc__.splitlines()[0])
     parser.add_argument("--nis", action="store_true", default=None,
@@ -37,17 +37,17 @@ def main(argv=None):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from kfnet import filter as kf
-    from kfnet import outputs
-    from kfnet.config import load_config
-    from kfnet.data.pipelines import test_dataset
-    from kfnet.data.scene import load_input_folder
-    from kfnet.errors import InputError
-    from kfnet.evaluation import CoordErrors
-    from kfnet.geometry import transform_points
+    from common import filter as kf
+    from common import outputs
+    from common.config import load_config
+    from common.data.pipelines import test_dataset
+    from common.data.scene import load_input_folder
+    from common.errors import InputError
+    from common.evaluation import CoordErrors
+    from common.geometry import transform_points
     from kfnet.model import KFNet
-    from kfnet.poses import invert_rigid
-    from kfnet.testing import build_networks
+    from common.poses import invert_rigid
+    from common.test_cli import build_networks
 
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")

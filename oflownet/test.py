@@ -11,7 +11,7 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
 
 EPILOG = """Each file is float32 h x w x 3, as the original writes it: flow u, v in map cells from a cell of
 frame k-1 to its position in frame k, and confidence 1/sigma_q. With label_list.txt, frame k's labels
@@ -34,9 +34,9 @@ def ground_truth_flow(world_cur_hw3, mask_cur_hw1, world_prev_hw3, mask_prev_hw1
                       camera_33):
     """([h, w, 2] flow in cells that frame k−1's pose and intrinsics give each labelled cell of frame k,
     [h, w] bool where it is known: in front, in view, and not hidden in frame k−1)."""
-    from kfnet.geometry import ground_truth_flow as projected_flow
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
+    from common.geometry import ground_truth_flow as projected_flow
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
 
     h, w = mask_cur_hw1.shape[:2]
     flow = projected_flow(world_cur_hw3, pose_prev_cw, camera_33)
@@ -76,7 +76,7 @@ class PairScores:
         self.still_cm.append(label_errors_cm(coords_prev, mask_prev[..., 0] > 0.5, coords_cur, mask_cur))
         line = f"pair {k - 1}_{k}: warped label error mean {_mean(err):.2f} cm"
         if self.poses is not None:
-            from kfnet.geometry import transform_points
+            from common.geometry import transform_points
 
             gt, known = ground_truth_flow(transform_points(self.to_world, coords_cur), mask_cur,
                                           transform_points(self.to_world, coords_prev), mask_prev,
@@ -121,7 +121,7 @@ def _median(x):
 
 
 def main(argv=None):
-    from kfnet.testing import test_settings, testing_parser
+    from common.test_cli import test_settings, testing_parser
 
     p = testing_parser(__doc__.splitlines()[0])
     p.epilog = EPILOG
@@ -132,14 +132,14 @@ def main(argv=None):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from kfnet import outputs
-    from kfnet.config import intrinsics, load_config
-    from kfnet.data.pipelines import test_dataset
-    from kfnet.data.scene import load_input_folder
-    from kfnet.errors import InputError
-    from kfnet.filter import warped_labels
-    from kfnet.poses import invert_rigid
-    from kfnet.testing import build_networks
+    from common import outputs
+    from common.config import intrinsics, load_config
+    from common.data.pipelines import test_dataset
+    from common.data.scene import load_input_folder
+    from common.errors import InputError
+    from common.filter import warped_labels
+    from common.poses import invert_rigid
+    from common.test_cli import build_networks
 
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")

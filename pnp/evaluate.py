@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kfnet.data.lists import read_list, sequence_ids
-from kfnet.errors import InputError
-from kfnet.poses import INDOOR_THRESHOLDS, read_matrix_file, summarize_errors, threshold_key
+from common.data.lists import read_list, sequence_ids
+from common.errors import InputError
+from common.poses import INDOOR_THRESHOLDS, read_matrix_file, summarize_errors, threshold_key
 
 COORD_NAME = re.compile(r"^coord_(\d+)\.npy$")
 

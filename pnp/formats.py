@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kfnet.errors import InputError
-from kfnet.poses import invert_rigid, pose_errors, rotation_to_quaternion
+from common.errors import InputError
+from common.poses import invert_rigid, pose_errors, rotation_to_quaternion
 
 FORMATS = ("kfnet", "ace", "dsacstar")
 SEQUENCE_FOLDER = re.compile(r"seq-\d+")

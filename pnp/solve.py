@@ -28,11 +28,11 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from kfnet.cli import add_config_flags, run  # noqa: E402
-from kfnet.config import intrinsics, load_config, override  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
-from kfnet.geometry import cell_pixels  # noqa: E402
-from kfnet.poses import (  # noqa: E402
+from common.cli import add_config_flags, run  # noqa: E402
+from common.config import intrinsics, load_config, override  # noqa: E402
+from common.errors import InputError  # noqa: E402
+from common.geometry import cell_pixels  # noqa: E402
+from common.poses import (  # noqa: E402
     INDOOR_THRESHOLDS,
     OUTDOOR_THRESHOLDS,
     PoseRecord,

@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import parse_size, quiet_tensorflow, run  # noqa: E402
+from common.cli import parse_size, quiet_tensorflow, run  # noqa: E402
 
 
 def conv_flops(net, image_hw):
@@ -58,10 +58,10 @@ def main(argv=None):
     import tensorflow as tf
 
     from kfnet import test as kfnet_test
-    from kfnet.checkpoints import write_model_info
-    from kfnet.config import load_config, stage_config
-    from kfnet.data.prepare import Camera, prepare_scene
-    from kfnet.synthetic import SceneSettings, write_scene
+    from common.checkpoints import write_model_info
+    from common.config import load_config, stage_config
+    from common.data.prepare import Camera, prepare_scene
+    from common.data.synthetic import SceneSettings, write_scene
     from oflownet.model import OFlowNet
     from pnp.solve import solve_frame
     from pnp.synthetic import make_frame

@@ -21,8 +21,8 @@ if __package__ in (None, ""):
 import argparse  # noqa: E402
 import json  # noqa: E402
 
-from kfnet.cli import HelpFormatter, add_config_flags, add_folder_flag, quiet_tensorflow, run  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
+from common.cli import HelpFormatter, add_config_flags, add_folder_flag, quiet_tensorflow, run  # noqa: E402
+from common.errors import InputError  # noqa: E402
 
 
 def parse_args(argv):
@@ -45,8 +45,8 @@ def read_frames(data, results, camera):
     """oracle.Frame per test frame, from labels, poses and OUT/measurement/coord_<k>.npy."""
     import numpy as np
 
-    from kfnet.data.labels import read_label
-    from kfnet.geometry import ground_truth_flow
+    from common.data.labels import read_label
+    from common.geometry import ground_truth_flow
     from kfnet.oracle import Frame
 
     folder = Path(results) / "measurement"
@@ -85,8 +85,8 @@ def main(argv=None):
     if args.output and Path(args.output).is_dir():
         raise InputError(f"--output {args.output} is a folder, not a file")
     quiet_tensorflow()
-    from kfnet.config import intrinsics, load_config
-    from kfnet.data.scene import load_input_folder
+    from common.config import intrinsics, load_config
+    from common.data.scene import load_input_folder
     from kfnet.oracle import analyse
 
     cfg = load_config(args.scene, args.config)

@@ -18,10 +18,10 @@ import argparse
 
 import cv2
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.raw import read_pgt, resize_images, twelve_scenes_camera, twelve_scenes_frames
-from kfnet.data.rgbd import prepare_frames
-from kfnet.errors import InputError
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.raw import read_pgt, resize_images, twelve_scenes_camera, twelve_scenes_frames
+from common.data.rgbd import prepare_frames
+from common.errors import InputError
 from scripts.prepare_tum import report
 
 

@@ -22,12 +22,12 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import add_config_flags, add_folder_flag, run
-from kfnet.config import load_config
-from kfnet.data.prepare import SPLIT_FILES, Camera, prepare_scene
-from kfnet.data.raw import read_pgt, seven_scenes_frames
-from kfnet.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, prepare_frames
-from kfnet.errors import InputError
+from common.cli import add_config_flags, add_folder_flag, run
+from common.config import load_config
+from common.data.prepare import SPLIT_FILES, Camera, prepare_scene
+from common.data.raw import read_pgt, seven_scenes_frames
+from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, prepare_frames
+from common.errors import InputError
 
 INTRINSIC_FLAGS = ("focal", "focal_y", "cx", "cy", "depth_focal")
 

@@ -14,10 +14,10 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.prepare import Camera
-from kfnet.data.raw import generic_sequence, read_intrinsics
-from kfnet.data.rgbd import prepare_frames
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.prepare import Camera
+from common.data.raw import generic_sequence, read_intrinsics
+from common.data.rgbd import prepare_frames
 from scripts.prepare_tum import report
 
 

@@ -15,11 +15,11 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.prepare import Camera
-from kfnet.data.raw import TUM_DEPTH_SCALE, TUM_INTRINSICS, tum_camera_name, tum_sequence
-from kfnet.data.rgbd import prepare_frames
-from kfnet.errors import InputError
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.prepare import Camera
+from common.data.raw import TUM_DEPTH_SCALE, TUM_INTRINSICS, tum_camera_name, tum_sequence
+from common.data.rgbd import prepare_frames
+from common.errors import InputError
 
 
 def tum_camera(folders, args):

@@ -18,8 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import STRATEGIES, HelpFormatter, add_config_flags, run  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
+from common.cli import STRATEGIES, HelpFormatter, add_config_flags, run  # noqa: E402
+from common.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ class Pipeline:
 
     def trained(self, folder, stage):
         """True when a model folder holds a checkpoint at the stage's last step."""
-        from kfnet.config import load_config, max_steps, stage_config
+        from common.config import load_config, max_steps, stage_config
 
         cfg = stage_config(load_config(self.args.scene, self.args.config), stage)
         if self.args.max_steps:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from kfnet.poses import quaternion_to_rotation, read_pose_file, read_tum
+from common.poses import quaternion_to_rotation, read_pose_file, read_tum
 from pnp.formats import foreign_name
 from pnp.solve import main
 from tests.test_pnp import CAMERA_FLAGS, write_scene

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet.data.scene import load_input_folder
+from common.data.scene import load_input_folder
 from oflownet import test as oflow_test
 from oflownet import train as oflow_train
 from oflownet.model import OFlowNet
-from oflownet.training import OFlowNetStage, neighbourhood_mask
+from oflownet.stage import OFlowNetStage, neighbourhood_mask
 from tests.helpers import make_input_folder
 from tests.test_scoordnet import cli, random_tf1_arrays, write_tf1_checkpoint
 
@@ -128,7 +128,7 @@ def _train(scene_folder, model_folder, steps, *extra):
 
 def _mean_loss(data, net):
     """Mean stage loss over every training pair, unaugmented, previous state = ground truth."""
-    from kfnet.data.pipelines import consecutive_pairs, pair_dataset
+    from common.data.pipelines import consecutive_pairs, pair_dataset
 
     stage = OFlowNetStage(width=net.width)
     stage.net = net
@@ -139,7 +139,7 @@ def _mean_loss(data, net):
 
 
 def test_training_lowers_the_loss(tiny_scene, tmp_path, capsys):
-    from kfnet.testing import build_networks
+    from common.test_cli import build_networks
 
     data = load_input_folder(tiny_scene.train)
     assert _train(tiny_scene.train, tmp_path / "m", 1, "--snapshot", "1") == 0
@@ -160,7 +160,7 @@ def _images(data, ks):
 def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, capsys):
     import json
 
-    from kfnet.testing import build_networks
+    from common.test_cli import build_networks
 
     assert _train(tiny_scene.train, tmp_path / "m", 2, "--snapshot", "2", "--noise") == 0
     assert "noise on" in capsys.readouterr().out

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfnet.errors import InputError
-from kfnet.poses import pose_errors, read_pose_file, read_tum
+from common.errors import InputError
+from common.poses import pose_errors, read_pose_file, read_tum
 from pnp.p3p import p3p
 from pnp.refine import refine_pose, reprojection_errors, reprojection_errors_many, so3_exp
 from pnp.solve import default_threshold, main, output_paths, solve_frame
-from kfnet.geometry import cell_pixels
+from common.geometry import cell_pixels
 from pnp.synthetic import make_frame, random_rotation
 
 REPO = Path(__file__).resolve().parents[1]

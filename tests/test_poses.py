@@ -1,12 +1,12 @@
-"""kfnet.poses: pose errors, quaternions, rigid transforms, pose files and TUM trajectories."""
+"""common.poses: pose errors, quaternions, rigid transforms, pose files and TUM trajectories."""
 
 import math
 
 import numpy as np
 import pytest
 
-from kfnet.errors import InputError
-from kfnet.poses import (
+from common.errors import InputError
+from common.poses import (
     PoseRecord,
     check_rigid,
     format_pose_line,

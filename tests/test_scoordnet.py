@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet import losses
-from kfnet.cli import run
-from kfnet.data.scene import load_input_folder
+from common import losses
+from common.cli import run
+from common.data.scene import load_input_folder
 from scoordnet import test as scoord_test
 from scoordnet import train as scoord_train
 from scoordnet.model import LAYERS, SCoordNet
@@ -78,7 +78,7 @@ def _train(scene_folder, model_folder, steps, *extra):
 
 
 def _dataset_nll(data, net):
-    from kfnet.data.pipelines import test_dataset
+    from common.data.pipelines import test_dataset
 
     total = []
     for b in test_dataset(data, batch_size=8):
@@ -88,7 +88,7 @@ def _dataset_nll(data, net):
 
 
 def test_training_lowers_the_loss(tiny_scene, tmp_path):
-    from kfnet.testing import build_networks
+    from common.test_cli import build_networks
 
     data = load_input_folder(tiny_scene.train)
     net0 = SCoordNet(width=0.125).build_for(data.image_hw)
@@ -137,9 +137,9 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_scene, tmp_path):
 
 
 def test_test_cli_writes_world_coordinates_and_confidence(tiny_scene, tmp_path, capsys):
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
-    from kfnet.testing import build_networks
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
+    from common.test_cli import build_networks
 
     assert _train(tiny_scene.train, tmp_path / "m", 3, "--snapshot", "3") == 0
     out = tmp_path / "out"
@@ -211,8 +211,8 @@ def test_original_tf1_checkpoint_is_imported_by_name(tiny_scene, tmp_path):
     data = load_input_folder(tiny_scene.test, require_labels=False)
     import cv2
 
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
 
     image = cv2.imread(data.image_paths[0])[..., ::-1].astype(np.float32)[None]
     coords, sigma = _reference_forward(arrays, image)

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="the vis/ scripts draw with matplotlib (pip install -e .[vis])")
 pytest.importorskip("imageio", reason="the vis/ scripts write pictures with imageio (pip install -e .[vis])")
 
-from kfnet.poses import PoseRecord, write_pose_file, write_tum
+from common.poses import PoseRecord, write_pose_file, write_tum
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["scene_coordinates", "scene_coordinates_list", "optical_flow", "optical_flow_list",

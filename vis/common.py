@@ -1,7 +1,7 @@
 """Shared plumbing of the vis/ scripts: map files, colour codes, figures of an exact size, videos.
 
 Maps (docs/reference.md §2) are float32 `h×w×C` .npy files at 1/8 image resolution; map cell
-(i, j) stands for image pixel (8j, 8i) (kfnet.geometry.cell_pixels). Confidences are 1/σ with σ
+(i, j) stands for image pixel (8j, 8i) (common.geometry.cell_pixels). Confidences are 1/σ with σ
 in metres.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kfnet.errors import InputError
-from kfnet.geometry import CELL, CELL_OFFSET
+from common.errors import InputError
+from common.geometry import CELL, CELL_OFFSET
 
 
 def map_extent(h, w):
@@ -54,7 +54,7 @@ def frame_index(path):
 
 def list_maps(list_or_folder, pattern):
     """Map paths of a folder (files matching the glob `pattern`, by frame index) or a list file."""
-    from kfnet.data.lists import read_list
+    from common.data.lists import read_list
 
     src = Path(list_or_folder)
     if src.is_dir():

@@ -115,7 +115,7 @@ def render(points_n3, colors_n3, frame_n, snapshots, view, size_wh, point_size, 
     renderer: 'auto' tries Open3D and says so when it falls back; 'open3d' makes a failure an
     error; 'matplotlib' skips Open3D.
     """
-    from kfnet.errors import InputError
+    from common.errors import InputError
 
     if renderer == "matplotlib":
         return None, "matplotlib"

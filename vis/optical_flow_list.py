@@ -13,9 +13,9 @@ import re
 
 from tqdm import tqdm
 
-from kfnet.cli import run
-from kfnet.data.lists import read_list
-from kfnet.errors import InputError
+from common.cli import run
+from common.data.lists import read_list
+from common.errors import InputError
 from vis.common import (
     VIDEO_EXTS,
     VideoWriter,

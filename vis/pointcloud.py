@@ -93,7 +93,7 @@ def draw_matplotlib(ax, view, points_n3, colors_n3, size_wh, point_size):
 
 def add_cloud_flags(parser, default_size):
     """The flags shared by the scene-coordinate scripts."""
-    from kfnet.cli import parse_size
+    from common.cli import parse_size
 
     parser.add_argument("--thres", type=float, default=20.0,
                         help="keep points whose confidence 1/σ (1/m) is above this (default 20, "

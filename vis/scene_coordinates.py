@@ -13,8 +13,8 @@ import argparse
 
 import numpy as np
 
-from kfnet.cli import run
-from kfnet.errors import InputError
+from common.cli import run
+from common.errors import InputError
 from vis.common import (
     IMAGE_EXTS,
     check_save,

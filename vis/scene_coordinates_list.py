@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from kfnet.cli import run
-from kfnet.errors import InputError
+from common.cli import run
+from common.errors import InputError
 from vis.common import (
     IMAGE_EXTS,
     VIDEO_EXTS,

@@ -17,8 +17,8 @@ import argparse
 
 import numpy as np
 
-from kfnet.cli import parse_size, run
-from kfnet.errors import InputError
+from common.cli import parse_size, run
+from common.errors import InputError
 from vis.common import (
     map_extent,
     IMAGE_EXTS,

@@ -1,5 +1,5 @@
 """Shared code of the raw-dataset preparations (TUM RGB-D, 12-Scenes, a generic RGB-D layout,
-7-Scenes with calibrated registration or pseudo ground truth) on top of kfnet.data.prepare.
+7-Scenes with calibrated registration or pseudo ground truth) on top of common.data.prepare.
 
 Each preparation turns its download into `SourceFrame`s (colour, depth, camera-to-world pose
 in memory) per split; `prepare_frames` writes the poses as 4×4 files into the output folder and
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kfnet.data.prepare import (
+from common.data.prepare import (
     Frame,
     format_matrix,
     image_size,
@@ -21,8 +21,8 @@ from kfnet.data.prepare import (
     scene_transform,
     write_text,
 )
-from kfnet.errors import InputError
-from kfnet.poses import quaternion_to_rotation, rotation_to_quaternion
+from common.errors import InputError
+from common.poses import quaternion_to_rotation, rotation_to_quaternion
 
 # 7-Scenes' Kinect depth→RGB extrinsics (points in the depth camera → points in the RGB camera),
 # the calibration ACE's datasets/setup_7scenes.py uses (from the LIRIS Kinect calibration).

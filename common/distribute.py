@@ -11,8 +11,8 @@ import os
 
 import tensorflow as tf
 
-from kfnet.cli import STRATEGIES
-from kfnet.errors import InputError
+from common.cli import STRATEGIES
+from common.errors import InputError
 
 
 def split_cpu(replicas):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 RUN_INFO = "run.json"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 
 def read_matrix_file(path, what="pose"):

@@ -13,7 +13,7 @@ import math
 
 import tensorflow as tf
 
-from kfnet.geometry import CELL, CELL_OFFSET
+from common.geometry import CELL, CELL_OFFSET
 
 P_TRANSLATE = 0.10  # then 45 % zoom-in crop, 45 % shrink, both after a rotation
 P_ZOOM = 0.45
@@ -104,7 +104,7 @@ def warp_images(images_nhw3, matrix_33):
 def warp_labels(coords_nhw3, mask_nhw1, matrix_33, image_hw):
     """Resamples [N, h, w, ·] labels through the same pixel map as the image.
 
-    Output cell (i, j) looks up the mapped image point of its pixel (8j, 8i) (kfnet.geometry.
+    Output cell (i, j) looks up the mapped image point of its pixel (8j, 8i) (common.geometry.
     cell_pixels) in the label map, whose cells stand for the same pixels. Where the four
     surrounding cells are valid and form a continuous surface, the coordinates are interpolated bilinearly, so labels
     follow the image to a fraction of a cell as the original's full-resolution labels did;

@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from kfnet.cli import HelpFormatter, add_config_flags, add_folder_flag
-from kfnet.config import load_config, override, stage_config
+from common.cli import HelpFormatter, add_config_flags, add_folder_flag
+from common.config import load_config, override, stage_config
 
 
 def testing_parser(description):
@@ -36,7 +36,7 @@ def build_networks(model_folder, names, image_hw, cfg_full=None, step=None):
     Widths come from the folder's model.json (this project) or are 1.0 (original release).
     `step`: the checkpoint of that step (default: the newest). Returns ({name: net}, checkpoint path).
     """
-    from kfnet.checkpoints import load_networks, network_widths
+    from common.checkpoints import load_networks, network_widths
 
     cfg_full = cfg_full or load_config()
     widths = network_widths(model_folder, {n: stage_config(cfg_full, n) for n in names})

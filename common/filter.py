@@ -7,7 +7,7 @@ flow is in map cells, from a current-frame cell to its position in the previous 
 
 import tensorflow as tf
 
-from kfnet.geometry import bilinear_sample
+from common.geometry import bilinear_sample
 
 MIN_VARIANCE = 1e-10  # (1e-5)², the σ floor of the losses
 OUT_OF_VIEW_VARIANCE = 1e6  # prior variance of cells that see nothing of the previous map

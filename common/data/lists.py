@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 
 def read_list(path):

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 

@@ -1,7 +1,7 @@
 """Input folders (SPEC §2) from a scene in the 7-Scenes layout: labels, list files, transform.txt.
 
 Labels are world-frame scene coordinates (metres) at the pixel of each map cell, (8j, 8i) as in
-the original (kfnet.geometry.cell_pixels),
+the original (common.geometry.cell_pixels),
 back-projected from depth (uint16 mm, 0 and 65535 invalid) with the RGB intrinsics and the
 camera-to-world pose. Unregistered depth (another focal length, same camera centre and
 orientation, as on 7-Scenes' Kinect) is first re-projected into the RGB camera.
@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from kfnet.data.labels import write_label
-from kfnet.errors import InputError
-from kfnet.geometry import CELL, cell_pixels
-from kfnet.poses import read_matrix_file
+from common.data.labels import write_label
+from common.errors import InputError
+from common.geometry import CELL, cell_pixels
+from common.poses import read_matrix_file
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INVALID_DEPTH = (0, 65535)
@@ -138,7 +138,7 @@ def register_depth(depth_m, camera, rgb_hw):
     (cx, cy) scaled by the depth image's size relative to the colour image.
     """
     if camera.depth_to_rgb is not None:
-        from kfnet.data.rgbd import register_depth_calibrated
+        from common.data.rgbd import register_depth_calibrated
 
         return register_depth_calibrated(depth_m, camera, rgb_hw)
     height, width = rgb_hw

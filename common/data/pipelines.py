@@ -10,10 +10,10 @@ exactly the stream an uninterrupted one would have seen.
 import numpy as np
 import tensorflow as tf
 
-from kfnet.data.augment import augment_frames
-from kfnet.data.scene import layout_arrays
-from kfnet.errors import InputError
-from kfnet.geometry import CELL, CELL_OFFSET, transform_coords
+from common.data.augment import augment_frames
+from common.data.scene import layout_arrays
+from common.errors import InputError
+from common.geometry import CELL, CELL_OFFSET, transform_coords
 
 AUTOTUNE = tf.data.AUTOTUNE
 _FOREVER = 2**62
@@ -113,7 +113,7 @@ def consecutive_pairs(data):
 def pair_dataset(data, batch_size=1, augment=True, seed=0, start_step=0, shuffle=True):
     """OFlowNet: consecutive pairs (k, k + 1), one photometric change and one rotation per pair.
 
-    The stage trains each pair in both directions (oflownet/training.py). Augmentation is the
+    The stage trains each pair in both directions (oflownet/stage.py). Augmentation is the
     original's OFlowNet branch: brightness/contrast, then a rotation on 80 % of the pairs.
     Elements: image_prev, image_cur [B,H,W,3]; coords_prev, coords_cur [B,h,w,3];
     mask_prev, mask_cur [B,h,w,1]; indices [B,2] (k, k + 1).

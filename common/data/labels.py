@@ -1,7 +1,7 @@
 """Label files (SPEC §2): float32 x, y, z, valid per cell, raw `tofile` bytes or `.npy`.
 
 A raw label is either at map resolution (h×w×4) or at full image resolution (H×W×4, of which
-the pixel of each cell, (8j, 8i) as in the original (kfnet.geometry.cell_pixels), is used); the
+the pixel of each cell, (8j, 8i) as in the original (common.geometry.cell_pixels), is used); the
 byte size tells which. The `LabelLayout`
 found for a file lets the tf.data pipeline decode it in graph code.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kfnet.errors import InputError
-from kfnet.geometry import CELL, CELL_OFFSET
+from common.errors import InputError
+from common.geometry import CELL, CELL_OFFSET
 
 NPY_MAGIC = b"\x93NUMPY"
 

@@ -19,7 +19,7 @@ import numpy as np
 import open3d as o3d
 from tqdm import tqdm
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 ROOM_XYZ = np.array([4.0, 3.0, 2.5])  # room extent in metres
 LOOP_RADII = (1.2, 0.8)  # ellipse around the table, metres (x, y)

@@ -2,9 +2,9 @@
 
 import argparse
 
-from kfnet.cli import STRATEGIES, HelpFormatter, add_config_flags, add_folder_flag
-from kfnet.config import load_config, max_steps, override, stage_config
-from kfnet.errors import InputError
+from common.cli import STRATEGIES, HelpFormatter, add_config_flags, add_folder_flag
+from common.config import load_config, max_steps, override, stage_config
+from common.errors import InputError
 
 
 def training_parser(description, scene_required=True, width_flag=True):
@@ -70,7 +70,7 @@ def stage_settings(args, stage):
 
 def setup_hardware(args, batch_size):
     """Strategy and precision policy; the global batch must split evenly over replicas."""
-    from kfnet.distribute import check_xla, make_strategy, set_mixed_precision
+    from common.distribute import check_xla, make_strategy, set_mixed_precision
 
     strategy = make_strategy(args.strategy, args.cpu_replicas)
     if batch_size % strategy.num_replicas_in_sync:

@@ -13,10 +13,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from kfnet.data.prepare import Camera, list_frames, read_split
-from kfnet.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, SourceFrame, interpolate_pose
-from kfnet.errors import InputError
-from kfnet.poses import invert_rigid, quaternion_to_rotation, read_matrix_file, read_tum
+from common.data.prepare import Camera, list_frames, read_split
+from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, SourceFrame, interpolate_pose
+from common.errors import InputError
+from common.poses import invert_rigid, quaternion_to_rotation, read_matrix_file, read_tum
 
 # ---- TUM RGB-D ---------------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def bilinear_sample(image_bhwc, xy_bhw2):
 
 def ground_truth_flow(points_world_hw3, pose_prev_cw, camera_33, cell=CELL):
     """[h, w, 2] true flow (x, y) in map cells: where each current cell's scene point lies in the
-    previous frame's map, minus the cell (the filter's convention, kfnet/filter.py).
+    previous frame's map, minus the cell (the filter's convention, common/filter.py).
 
     points_world_hw3 are the current cells' ground-truth scene coordinates; pose_prev_cw is the
     previous camera-to-world pose; camera_33 the image intrinsics. Pixels become map positions

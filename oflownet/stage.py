@@ -7,9 +7,9 @@ original's batch of two frames did (docs/reference.md §5).
 
 import tensorflow as tf
 
-from kfnet import losses
-from kfnet.distribute import global_mean
-from kfnet.filter import predict
+from common import losses
+from common.distribute import global_mean
+from common.filter import predict
 from oflownet.cost_volume import WINDOW
 from oflownet.losses import photometric_terms
 from oflownet.model import OFlowNet
@@ -114,7 +114,7 @@ class OFlowNetStage:
 
     def summary_images(self, batch, count=2):
         """Pictures of the first pairs: current image, flow, σ_q, error of the prior from the labels."""
-        from kfnet import summaries
+        from common import summaries
 
         prev, cur = batch["image_prev"][:count], batch["image_cur"][:count]
         coords_prev = batch["coords_prev"][:count]

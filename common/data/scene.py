@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kfnet.data.labels import LabelLayout, label_layout
-from kfnet.data.lists import read_list, sequence_ids
-from kfnet.errors import InputError
-from kfnet.geometry import CELL
-from kfnet.poses import check_rigid, read_matrix_file
+from common.data.labels import LabelLayout, label_layout
+from common.data.lists import read_list, sequence_ids
+from common.errors import InputError
+from common.geometry import CELL
+from common.poses import check_rigid, read_matrix_file
 
 IMAGE_LIST = "image_list.txt"
 LABEL_LIST = "label_list.txt"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 STAGES = ("scoordnet", "oflownet", "kfnet")

@@ -1,7 +1,7 @@
 """Stage 1: SCoordNet trained alone on single augmented frames (SPEC §5.1)."""
 
-from kfnet import losses
-from kfnet.distribute import global_mean
+from common import losses
+from common.distribute import global_mean
 from scoordnet.model import SCoordNet
 
 
@@ -26,7 +26,7 @@ class SCoordNetStage:
 
     def summary_images(self, batch, count=2):
         """Pictures of the first frames ([n, H, W, 3] in [0, 1]): input, coordinate error, σ."""
-        from kfnet import summaries
+        from common import summaries
 
         images = batch["image"][:count]
         coords, sigma = self.net(images, training=False)

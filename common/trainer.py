@@ -6,7 +6,7 @@ TensorBoard writer under `<model_folder>/log`, signals and the progress bar. Ini
 (e.g. the pre-trained stages KFNet starts from) are loaded only when the folder holds no
 checkpoint of its own, so a resumed run never goes back to them.
 
-Every step runs through a tf.distribute strategy (kfnet/distribute.py). Only the chief writes
+Every step runs through a tf.distribute strategy (common/distribute.py). Only the chief writes
 the model folder; other workers of a multi-worker run save into a scratch folder (saving takes
 part in collective ops) that is removed when training ends, and resume from the chief's folder.
 """
@@ -23,11 +23,11 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from kfnet import summaries
-from kfnet.checkpoints import write_model_info
-from kfnet.distribute import check_xla, is_chief, needs_loss_scaling
-from kfnet.errors import InputError
-from kfnet.losses import weight_decay
+from common import summaries
+from common.checkpoints import write_model_info
+from common.distribute import check_xla, is_chief, needs_loss_scaling
+from common.errors import InputError
+from common.losses import weight_decay
 
 
 LR_DECAY = 0.5  # the learning rate halves every stepvalue steps
@@ -45,7 +45,7 @@ class Trainer:
     """Trains one stage: `stage.nets` (dict of Keras models) with `stage.loss(batch)`.
 
     `stage.loss(batch)` runs in replica context and returns (loss, metrics dict) whose values
-    add up over replicas to the global-batch values (see kfnet.distribute.global_mean).
+    add up over replicas to the global-batch values (see common.distribute.global_mean).
     With `xla`, each replica's step (forward, backward, Adam update) is one XLA program.
     """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from kfnet.errors import InputError
+from common.errors import InputError
 
 MODEL_INFO = "model.json"
 
@@ -21,7 +21,7 @@ MODEL_INFO = "model.json"
 def write_model_info(folder, stage, widths, run=None):
     """Records what a model folder holds so that test scripts can rebuild the networks.
 
-    `run` (kfnet.summaries.run_description: config, seed, git describe, command) is kept too.
+    `run` (common.summaries.run_description: config, seed, git describe, command) is kept too.
     """
     path = Path(folder) / MODEL_INFO
     tmp = path.with_suffix(".json.tmp")

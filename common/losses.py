@@ -7,7 +7,7 @@ distributed step can divide by the count over the global batch.
 
 import tensorflow as tf
 
-from kfnet.geometry import CELL, CELL_OFFSET
+from common.geometry import CELL, CELL_OFFSET
 
 MIN_SIGMA = 1e-5
 ACCURACY_THRESHOLD = 0.05  # metres
