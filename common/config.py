@@ -96,7 +96,7 @@ def override(cfg, **flags):
 
 
 def max_steps(cfg):
-    """max_steps, or 5 × stepvalue when unset (SPEC §5)."""
+    """max_steps, or 5 × stepvalue when unset (docs/reference.md §5)."""
     return int(cfg["max_steps"]) if cfg.get("max_steps") else 5 * int(cfg["stepvalue"])
 
 

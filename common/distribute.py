@@ -101,7 +101,7 @@ def global_sum(value):
 
 
 def global_mean(total, count, plus_one=True):
-    """This replica's share of Σtotal / (Σcount + 1) over the global batch (SPEC §5 normalizer).
+    """This replica's share of Σtotal / (Σcount + 1) over the global batch (docs/reference.md §5 normalizer).
 
     With plus_one=False: Σtotal / max(Σcount, 1), for shares such as accuracy.
     """

@@ -1,4 +1,4 @@
-"""Scene-coordinate errors against labels (SPEC §6): per frame and over a whole run."""
+"""Scene-coordinate errors against labels (docs/reference.md §6): per frame and over a whole run."""
 
 import numpy as np
 

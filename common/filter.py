@@ -1,4 +1,4 @@
-"""The per-cell Kalman filter over scene-coordinate maps (SPEC §4): no weights, pure TF math.
+"""The per-cell Kalman filter over scene-coordinate maps (docs/reference.md §4): no weights, pure TF math.
 
 All maps are [B, h, w, ·]; coordinates in the normalized scene frame (metres); every
 uncertainty argument and result is a variance (σ², one per cell, shared by x, y, z);

@@ -1,4 +1,4 @@
-"""Losses and metrics of SPEC §5, as free functions on [B, h, w, ·] tensors.
+"""Losses and metrics of docs/reference.md §5, as free functions on [B, h, w, ·] tensors.
 
 Every masked mean here divides by (number of valid cells + 1), as the original does, so an
 all-invalid batch gives 0 rather than NaN. `*_terms` variants return (sum, count) so that a
@@ -53,7 +53,7 @@ def smoothness_terms(coords_bhw3, image_bhw3, mask_bhw1):
 
 
 def smoothness(coords_bhw3, image_bhw3, mask_bhw1):
-    """Edge-aware smoothness of a coordinate map over valid cells (SPEC §5.2)."""
+    """Edge-aware smoothness of a coordinate map over valid cells (docs/reference.md §5.2)."""
     total, count = smoothness_terms(coords_bhw3, image_bhw3, mask_bhw1)
     return total / (count + 1.0)
 
@@ -77,7 +77,7 @@ def accuracy(pred_bhw3, gt_bhw3, mask_bhw1, threshold=ACCURACY_THRESHOLD):
 
 
 def weight_decay(variables, scale):
-    """scale · Σ‖w‖²/2 over kernels and biases (SPEC §5: all trainable weights)."""
+    """scale · Σ‖w‖²/2 over kernels and biases (docs/reference.md §5: all trainable weights)."""
     if not variables:
         return tf.constant(0.0)
     return scale * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])

@@ -1,31 +1,15 @@
-"""Camera poses: 4×4 pose files, quaternions, pose errors, the pose-list and TUM formats (SPEC §2, §6).
+"""Camera poses: rigid transforms, quaternions, pose errors and their summaries (docs/reference.md §6).
+
+Their files (pose files, TUM trajectories, 4×4 matrix files) are read and written by common/formats.py.
 
 Poses are camera-to-world 4×4 matrices (`pose_cw`), translations in metres. Quaternions are
 (w, x, y, z) with w ≥ 0.
 """
 
 import math
-import os
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.transform import Rotation
-
-from common.errors import InputError
-
-
-def read_matrix_file(path, what="pose"):
-    """A 4×4 matrix written as whitespace-separated text (7-Scenes `.pose.txt`, transform.txt)."""
-    try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except OSError:
-        raise InputError(f"cannot read {what} file {path}") from None
-    except ValueError:
-        raise InputError(f"{what} file {path} is not a 4x4 matrix of numbers") from None
-    if values.size != 16:
-        raise InputError(f"{what} file {path} holds {values.size} numbers, expected 16 (4x4)")
-    return values.reshape(4, 4)
 
 
 def check_rigid(matrix_44, tol=1e-3):
@@ -79,117 +63,7 @@ def pose_errors(pose_est_cw, pose_gt_cw):
     return t_err, math.degrees(float(r_rel.magnitude()))
 
 
-@dataclass
-class PoseRecord:
-    """One frame of a pose file: its pose, or why there is none, and errors when known."""
-
-    index: int
-    image: str
-    pose_cw: np.ndarray | None = None
-    failure: str | None = None
-    t_err: float | None = None  # metres
-    r_err: float | None = None  # degrees
-
-
-POSE_FILE_HEADER = ("# index image qw qx qy qz tx ty tz [t_err_cm r_err_deg]  "
-                    "(camera-to-world; failed frames: index image FAILED reason)")
-
-
-def format_pose_line(rec):
-    """One line of the pose file for a record."""
-    if rec.pose_cw is None:
-        reason = " ".join((rec.failure or "no pose").split())
-        return f"{rec.index} {rec.image} FAILED {reason}"
-    q = rotation_to_quaternion(rec.pose_cw[:3, :3])
-    t = rec.pose_cw[:3, 3]
-    line = f"{rec.index} {rec.image} " + " ".join(f"{v:.8f}" for v in (*q, *t))
-    if rec.t_err is not None:
-        line += f" {100 * rec.t_err:.4f} {rec.r_err:.4f}"
-    return line
-
-
-def _write_text(path, text):
-    """Writes through a temporary file and a rename, so readers never see half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_pose_file(path, records):
-    """Writes the pose file of SPEC §2 (sorted by frame index); image paths must not contain spaces."""
-    for rec in records:
-        if any(c.isspace() for c in rec.image):
-            raise InputError(f"image path with white space cannot go into a pose file: '{rec.image}'")
-    lines = [POSE_FILE_HEADER] + [format_pose_line(r) for r in sorted(records, key=lambda r: r.index)]
-    _write_text(path, "\n".join(lines) + "\n")
-
-
-def read_pose_file(path):
-    """Records of a pose file written by `write_pose_file`."""
-    records = []
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        raise InputError(f"cannot read pose file {path}") from None
-    for n, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        try:
-            if len(parts) >= 3 and parts[2] == "FAILED":
-                records.append(PoseRecord(int(parts[0]), parts[1], failure=" ".join(parts[3:])))
-                continue
-            if len(parts) not in (9, 11):
-                raise ValueError
-            vals = [float(v) for v in parts[2:]]
-            pose = np.eye(4)
-            pose[:3, :3] = quaternion_to_rotation(vals[0:4])
-        except ValueError:
-            raise InputError(f"pose file {path} line {n} is not 'index image qw qx qy qz tx ty tz'") from None
-        pose[:3, 3] = vals[4:7]
-        rec = PoseRecord(int(parts[0]), parts[1], pose_cw=pose)
-        if len(vals) == 9:
-            rec.t_err, rec.r_err = vals[7] / 100.0, vals[8]
-        records.append(rec)
-    return records
-
-
-def write_tum(path, records, timestamps=None):
-    """TUM trajectory `timestamp tx ty tz qx qy qz qw`; the timestamp defaults to the frame index."""
-    lines = ["# timestamp tx ty tz qx qy qz qw"]
-    for rec in sorted(records, key=lambda r: r.index):
-        if rec.pose_cw is None:
-            continue
-        w, x, y, z = rotation_to_quaternion(rec.pose_cw[:3, :3])
-        t = rec.pose_cw[:3, 3]
-        stamp = float(rec.index if timestamps is None else timestamps[rec.index])
-        lines.append(f"{stamp:.6f} {t[0]:.8f} {t[1]:.8f} {t[2]:.8f} {x:.8f} {y:.8f} {z:.8f} {w:.8f}")
-    _write_text(path, "\n".join(lines) + "\n")
-
-
-def read_tum(path):
-    """(timestamps [N], poses [N,4,4]) of a TUM trajectory file."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a header-only file is an empty trajectory
-            data = np.loadtxt(path, comments="#", ndmin=2)
-    except (OSError, ValueError):
-        raise InputError(f"cannot read TUM trajectory {path}") from None
-    if data.size and data.shape[1] != 8:
-        raise InputError(f"TUM trajectory {path} must have 8 columns")
-    poses = np.tile(np.eye(4), (len(data), 1, 1))
-    for i, row in enumerate(data):
-        try:
-            poses[i, :3, :3] = quaternion_to_rotation([row[7], row[4], row[5], row[6]])
-        except ValueError as e:
-            raise InputError(f"TUM trajectory {path} row {i + 1}: {e}") from None
-        poses[i, :3, 3] = row[1:4]
-    return data[:, 0] if data.size else np.zeros(0), poses
-
-
-# (cm, degrees) thresholds of the summary: ACE's indoor set (SPEC §6 has 5/5, 2/2, 10/5) and
+# (cm, degrees) thresholds of the summary: ACE's indoor set (docs/reference.md §6 has 5/5, 2/2, 10/5) and
 # the ones used for outdoor, Cambridge-like scenes.
 INDOOR_THRESHOLDS = ((10, 5), (5, 5), (2, 2), (1, 1))
 OUTDOOR_THRESHOLDS = ((25, 2), (50, 5), (500, 10))
@@ -201,7 +75,7 @@ def threshold_key(cm, deg):
 
 
 def summarize_errors(t_errs_m, r_errs_deg, n_failed=0):
-    """Median errors and shares of frames within thresholds (SPEC §6); failures count as misses.
+    """Median errors and shares of frames within thresholds (docs/reference.md §6); failures count as misses.
 
     A frame is within (cm, deg) when both errors are at most the threshold.
     """

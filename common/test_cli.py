@@ -30,28 +30,18 @@ def test_settings(args, stage):
     return override(cfg, sequence_length=args.sequence_length)
 
 
-def build_networks(model_folder, names, image_hw, cfg_full=None, step=None):
-    """Builds and loads the named networks ('scoordnet', 'oflownet') from a model folder.
+def build_networks(model_folder, builders, cfg_full=None, step=None):
+    """Builds and loads networks from a model folder: this project's or an original TF1 release.
 
-    Widths come from the folder's model.json (this project) or are 1.0 (original release).
+    `builders`: {name ('scoordnet', 'oflownet'): callable(width) returning the built network};
+    widths come from the folder's model.json (this project) or are 1.0 (original release).
     `step`: the checkpoint of that step (default: the newest). Returns ({name: net}, checkpoint path).
     """
-    from common.checkpoints import load_networks, network_widths
+    from common.checkpoints import load_networks, network_widths  # TensorFlow: not for --help
 
     cfg_full = cfg_full or load_config()
-    widths = network_widths(model_folder, {n: stage_config(cfg_full, n) for n in names})
-    nets = {}
-    for name in names:
-        if name == "scoordnet":
-            from scoordnet.model import SCoordNet
-
-            nets[name] = SCoordNet(width=widths.get(name, 1.0)).build_for(image_hw)
-        else:
-            from oflownet.model import OFlowNet
-
-            net = OFlowNet(width=widths.get(name, 1.0))
-            net.build_for(image_hw)
-            nets[name] = net
+    widths = network_widths(model_folder, {n: stage_config(cfg_full, n) for n in builders})
+    nets = {name: build(widths.get(name, 1.0)) for name, build in builders.items()}
     _, path = load_networks(model_folder, nets, step=step)
     print(f"weights: {path}")
     return nets, str(Path(path).resolve())

@@ -1,4 +1,4 @@
-"""KFNet (SPEC §1, §4): SCoordNet measures, OFlowNet predicts, the Kalman filter fuses.
+"""KFNet (docs/reference.md §1, §4): SCoordNet measures, OFlowNet predicts, the Kalman filter fuses.
 
 Wiring only: the networks live in scoordnet/ and oflownet/, the filter in common/filter.py.
 Coordinates are in the scene's normalized frame; variances σ² throughout.

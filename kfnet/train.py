@@ -67,7 +67,7 @@ def main(argv=None):
             else:
                 print(f"warning: no --{name}: {name} starts from random weights", file=sys.stderr)
 
-    # SPEC §5.3: from both pre-trained stages, training starts on the last learning-rate step.
+    # docs/reference.md §5.3: from both pre-trained stages, training starts on the last learning-rate step.
     start = 4 * int(cfg["stepvalue"]) if args.scoordnet and args.oflownet else 0
     trainer.restore_or_init(init, start)
     print(f"KFNet: {len(data)} frames {data.image_hw[1]}x{data.image_hw[0]}, windows of {cfg['window']}, "

@@ -1,4 +1,4 @@
-"""OFlowNet's photometric loss (SPEC §5.2); the edge-aware smoothness is common.losses.smoothness.
+"""OFlowNet's photometric loss (docs/reference.md §5.2); the edge-aware smoothness is common.losses.smoothness.
 
 Normalization, as in the original: the per-pixel loss is summed over the 3 colour channels
 and over valid cells, then divided by (number of valid cells + 1), i.e. not by 3·n.

@@ -19,11 +19,6 @@ warped back by the flow are compared with frame k-1's (cm); with pose_list.txt t
 compared with the flow the poses give (cells), using the intrinsics of --scene/--config."""
 
 
-def flow_file(folder, k):
-    """OUT/<k-1>_<k>_flow.npy: the flow of pair (k − 1, k), frame k−1's cells into frame k."""
-    return Path(folder) / f"{k - 1}_{k}_flow.npy"
-
-
 def label_errors_cm(prior_hw3, usable_hw, coords_cur_hw3, mask_cur_hw1):
     """[n] distances (cm) of a prior to the current labels, over usable cells with a valid label."""
     valid = (mask_cur_hw1[..., 0] > 0.5) & usable_hw
@@ -120,6 +115,17 @@ def _median(x):
     return float(np.median(x)) if np.size(x) else float("nan")
 
 
+def load_network(model_folder, image_hw, cfg_full=None, step=None):
+    """(OFlowNet built for image_hw and loaded, checkpoint path) from an OFlowNet or KFNet model
+    folder of this project, or an original TF1 release."""
+    from common.test_cli import build_networks
+    from oflownet.model import OFlowNet
+
+    nets, ckpt = build_networks(model_folder, {"oflownet": lambda w: OFlowNet(width=w).build_for(image_hw)},
+                                cfg_full, step=step)
+    return nets["oflownet"], ckpt
+
+
 def main(argv=None):
     from common.test_cli import test_settings, testing_parser
 
@@ -132,28 +138,25 @@ def main(argv=None):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from common import outputs
+    from common import formats
     from common.config import intrinsics, load_config
     from common.data.pipelines import test_dataset
     from common.data.scene import load_input_folder
     from common.errors import InputError
     from common.filter import warped_labels
     from common.poses import invert_rigid
-    from common.test_cli import build_networks
 
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg_full = load_config(args.scene, args.config)
     cfg = test_settings(args, "oflownet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
-    nets, ckpt = build_networks(args.model_folder, ["oflownet"], data.image_hw, cfg_full,
-                                step=args.checkpoint)
-    net = nets["oflownet"]
+    net, ckpt = load_network(args.model_folder, data.image_hw, cfg_full, step=args.checkpoint)
     out = Path(args.output_folder)
     starts = data.sequence_starts
     signature = {"stage": "oflownet", "checkpoint": ckpt, "sequence_length": cfg.get("sequence_length"),
                  "input_folder": str(Path(args.input_folder).resolve())}
-    outputs.open_output_folder(out, signature)
+    formats.open_output_folder(out, signature)
 
     h, w = data.map_hw
     camera = intrinsics(cfg)
@@ -184,7 +187,7 @@ def main(argv=None):
         return warped_labels(flow, coords_prev, mask_prev)
 
     pairs = [k for k in range(len(data)) if not starts[k]]
-    todo = {k for k in pairs if not flow_file(out, k).exists()}
+    todo = {k for k in pairs if not formats.flow_file(out, k).exists()}
     if len(todo) < len(pairs):
         print(f"{len(pairs) - len(todo)} of {len(pairs)} flow maps already in {out}; computing the rest")
     needed = todo | {k - 1 for k in todo}  # frames whose features a remaining pair uses
@@ -215,10 +218,10 @@ def main(argv=None):
                              tf.stack([a[1] for a, _ in run_pairs])).numpy()
             net_seconds += time.time() - t
             for (_, b), f in zip(run_pairs, result):
-                outputs.save_npy(flow_file(out, b[0]), f)
+                formats.save_npy(formats.flow_file(out, b[0]), f)
                 flows[b[0]] = f
         if scores is not None and links:
-            flow = np.stack([flows[b[0]] if b[0] in flows else np.load(flow_file(out, b[0]))
+            flow = np.stack([flows[b[0]] if b[0] in flows else np.load(formats.flow_file(out, b[0]))
                              for _, b in links])
             prior, usable = warp_labels(flow[..., :2], np.stack([b[2][0] for _, b in links]),
                                         np.stack([b[2][1] for _, b in links]))
@@ -238,7 +241,7 @@ def main(argv=None):
         summary.update(scores.summary())
         for line in scores.summary_lines():
             print(line)
-    outputs.mark_complete(out, {"oflownet": summary})
+    formats.mark_complete(out, {"oflownet": summary})
     if computed:
         print(f"{computed} frames in {seconds:.1f} s: {summary['frames_per_second']:.1f} frames/s "
               f"(network alone {summary['network_frames_per_second']:.1f} frames/s)")

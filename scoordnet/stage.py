@@ -1,4 +1,4 @@
-"""Stage 1: SCoordNet trained alone on single augmented frames (SPEC §5.1)."""
+"""Stage 1: SCoordNet trained alone on single augmented frames (docs/reference.md §5.1)."""
 
 from common import losses
 from common.distribute import global_mean

@@ -1,4 +1,4 @@
-"""Train SCoordNet on one scene (stage 1, SPEC §5.1).
+"""Train SCoordNet on one scene (stage 1, docs/reference.md §5.1).
 
     python scoordnet/train.py --input_folder IN --model_folder M --scene chess
 """

@@ -21,6 +21,7 @@ if __package__ in (None, ""):
 import argparse  # noqa: E402
 import json  # noqa: E402
 
+from common import formats  # noqa: E402
 from common.cli import HelpFormatter, add_config_flags, add_folder_flag, quiet_tensorflow, run  # noqa: E402
 from common.errors import InputError  # noqa: E402
 
@@ -55,7 +56,7 @@ def read_frames(data, results, camera):
     poses = data.read_poses()
     frames = []
     for k, new_sequence in enumerate(data.sequence_starts):
-        path = folder / f"coord_{k}.npy"
+        path = formats.coord_file(folder, k)
         if not path.is_file():
             raise InputError(f"missing {path}: the KFNet test did not finish")
         measurement = np.load(path)
@@ -75,7 +76,7 @@ def read_frames(data, results, camera):
 def kfnet_posterior_cm(frames, results):
     import numpy as np
 
-    errors = [np.linalg.norm(np.load(Path(results) / f"coord_{k}.npy")[..., :3] - f.label, axis=-1)[f.valid]
+    errors = [np.linalg.norm(np.load(formats.coord_file(results, k))[..., :3] - f.label, axis=-1)[f.valid]
               for k, f in enumerate(frames)]
     return 100 * float(np.median(np.concatenate(errors)))
 

@@ -23,8 +23,7 @@ from common.data.prepare import format_matrix, write_text
 from common.data.scene import load_input_folder
 from common.errors import InputError
 from common.geometry import transform_points
-from common.data.lists import read_list
-from common.poses import read_matrix_file
+from common.formats import read_list, read_matrix_file
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """Turns a scene in the 7-Scenes layout (7-Scenes, 12-Scenes folders alike, the synthetic room) into
-the input folders of SPEC §2: OUT/train/ and OUT/test/, each with image_list.txt, label_list.txt,
+the input folders of docs/reference.md §2: OUT/train/ and OUT/test/, each with image_list.txt, label_list.txt,
 pose_list.txt, transform.txt and labels/ (float32 h×w×4 scene coordinates at map resolution).
 
 Intrinsics: --focal/--focal_y/--cx/--cy/--depth_focal override the scene config (--scene or

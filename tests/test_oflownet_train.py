@@ -139,15 +139,15 @@ def _mean_loss(data, net):
 
 
 def test_training_lowers_the_loss(tiny_scene, tmp_path, capsys):
-    from common.test_cli import build_networks
+    from oflownet.test import load_network
 
     data = load_input_folder(tiny_scene.train)
     assert _train(tiny_scene.train, tmp_path / "m", 1, "--snapshot", "1") == 0
     assert "OFlowNet: 44 pairs (both directions) of 24 frames 80x64, width 0.25" in capsys.readouterr().out
-    first = _mean_loss(data, build_networks(tmp_path / "m", ["oflownet"], data.image_hw)[0]["oflownet"])
+    first = _mean_loss(data, load_network(tmp_path / "m", data.image_hw)[0])
     assert _train(tiny_scene.train, tmp_path / "m", 30, "--snapshot", "30", "--base_lr", "1e-3",
                   "--no_augment") == 0
-    last = _mean_loss(data, build_networks(tmp_path / "m", ["oflownet"], data.image_hw)[0]["oflownet"])
+    last = _mean_loss(data, load_network(tmp_path / "m", data.image_hw)[0])
     # On this 10×8 map the neighbourhood mask keeps 3 cells per pair and cells are ~25 cm wide, so
     # the capped NLL barely moves in a few steps; the photometric term does (measured 0.45 → 0.28).
     assert last < first - 0.1, (first, last)
@@ -160,7 +160,7 @@ def _images(data, ks):
 def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, capsys):
     import json
 
-    from common.test_cli import build_networks
+    from oflownet.test import load_network
 
     assert _train(tiny_scene.train, tmp_path / "m", 2, "--snapshot", "2", "--noise") == 0
     assert "noise on" in capsys.readouterr().out
@@ -178,7 +178,7 @@ def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, cap
     assert {p.name for p in out.glob("*.npy")} == expected and len(expected) == 22
     assert "pair 0_1: warped label error mean" in printed and "flow error mean" in printed
     assert "frames/s" in printed
-    net = build_networks(tmp_path / "m", ["oflownet"], data.image_hw)[0]["oflownet"]
+    net = load_network(tmp_path / "m", data.image_hw)[0]
     ks = [0, 4, 12]
     flow, sigma = net((_images(data, ks), _images(data, [k + 1 for k in ks])))
     for n, k in enumerate(ks):

@@ -7,17 +7,19 @@ import pytest
 
 from common.errors import InputError
 from common.poses import (
-    PoseRecord,
     check_rigid,
-    format_pose_line,
     invert_rigid,
     pose_errors,
     quaternion_to_rotation,
+    rotation_to_quaternion,
+    summarize_errors,
+)
+from common.formats import (
+    PoseRecord,
+    format_pose_line,
     read_matrix_file,
     read_pose_file,
     read_tum,
-    rotation_to_quaternion,
-    summarize_errors,
     write_pose_file,
     write_tum,
 )

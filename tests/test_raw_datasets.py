@@ -13,11 +13,11 @@ import open3d as o3d
 import pytest
 
 from common.data.labels import read_label
-from common.data.lists import read_list
+from common.formats import read_list, read_matrix_file
 from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, interpolate_pose
 from common.data.raw import tum_camera_name
 from common.geometry import cell_pixels
-from common.poses import invert_rigid, read_matrix_file, rotation_to_quaternion
+from common.poses import invert_rigid, rotation_to_quaternion
 from common.data.synthetic import NO_DEPTH, SceneSettings, make_scene, render, sequence_poses
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import numpy as np
 from common.cli import parse_size, run
 from common.errors import InputError
 from common.geometry import cell_pixels
-from vis.common import (
+from vis.helpers import (
     CELL,
     IMAGE_EXTS,
     check_save,

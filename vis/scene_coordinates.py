@@ -15,7 +15,7 @@ import numpy as np
 
 from common.cli import run
 from common.errors import InputError
-from vis.common import (
+from vis.helpers import (
     IMAGE_EXTS,
     check_save,
     confidence_range,

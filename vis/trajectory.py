@@ -22,10 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from common.cli import parse_size, run
-from common.data.lists import read_list
+from common.formats import read_list, read_matrix_file, read_pose_file, read_tum
 from common.errors import InputError
-from common.poses import pose_errors, read_matrix_file, read_pose_file, read_tum
-from vis.common import (
+from common.poses import pose_errors
+from vis.helpers import (
     IMAGE_EXTS,
     VIDEO_EXTS,
     VideoWriter,

@@ -62,7 +62,7 @@ def random_rotation(seed, image_hw):
 
 
 def random_geometry(seed, image_hw):
-    """[3, 3] output-pixel → input-pixel map of one random geometric change (SPEC §5.1)."""
+    """[3, 3] output-pixel → input-pixel map of one random geometric change (docs/reference.md §5.1)."""
     height, width = float(image_hw[0]), float(image_hw[1])
     size = tf.constant([width, height])
     centre = (size - 1.0) / 2.0

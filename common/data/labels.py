@@ -1,4 +1,4 @@
-"""Label files (SPEC §2): float32 x, y, z, valid per cell, raw `tofile` bytes or `.npy`.
+"""Label files (docs/reference.md §2): float32 x, y, z, valid per cell, raw `tofile` bytes or `.npy`.
 
 A raw label is either at map resolution (h×w×4) or at full image resolution (H×W×4, of which
 the pixel of each cell, (8j, 8i) as in the original (common.geometry.cell_pixels), is used); the

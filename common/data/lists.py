@@ -1,30 +1,8 @@
-"""List files (image_list.txt, label_list.txt, pose_list.txt) and sequence boundaries."""
+"""Sequence boundaries of a frame list (the list files themselves: common.formats.read_list)."""
 
 import os
-from pathlib import Path
 
 import numpy as np
-
-from common.errors import InputError
-
-
-def read_list(path):
-    """Paths of a list file, one per line, relative ones resolved against the list's folder.
-
-    Blank lines are skipped; returns absolute path strings in file order.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        raise InputError(f"cannot read list file {path}") from None
-    base = path.resolve().parent
-    out = []
-    for line in lines:
-        entry = line.strip()
-        if entry:
-            out.append(entry if os.path.isabs(entry) else str(base / entry))
-    return out
 
 
 def sequence_ids(image_paths, sequence_length=None):

@@ -1,4 +1,4 @@
-"""tf.data pipelines of the three stages and of testing, one function each (SPEC §2, §5).
+"""tf.data pipelines of the three stages and of testing, one function each (docs/reference.md §2, §5).
 
 Every element carries images as float32 RGB in [0, 255] ([H, W, 3]) and labels at map size in
 the normalized frame (`T·X`): `coords` [h, w, 3] and `mask` [h, w, 1] (1 = valid). Training
@@ -86,7 +86,7 @@ def _seed_pair(seed, element):
 
 
 def frame_dataset(data, batch_size=4, augment=True, seed=0, start_step=0, shuffle=True):
-    """SCoordNet: batches of single frames, each augmented on its own (SPEC §5.1).
+    """SCoordNet: batches of single frames, each augmented on its own (docs/reference.md §5.1).
 
     Elements: image [B,H,W,3], coords [B,h,w,3], mask [B,h,w,1], index [B].
     """

@@ -1,4 +1,4 @@
-"""Input folders (SPEC §2) from a scene in the 7-Scenes layout: labels, list files, transform.txt.
+"""Input folders (docs/reference.md §2) from a scene in the 7-Scenes layout: labels, list files, transform.txt.
 
 Labels are world-frame scene coordinates (metres) at the pixel of each map cell, (8j, 8i) as in
 the original (common.geometry.cell_pixels),
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from common.data.labels import write_label
 from common.errors import InputError
 from common.geometry import CELL, cell_pixels
-from common.poses import read_matrix_file
+from common.formats import read_matrix_file
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INVALID_DEPTH = (0, 65535)
@@ -130,6 +130,33 @@ def read_depth(path, scale=1000.0):
     return np.where(valid, depth.astype(np.float64) / scale, 0.0)
 
 
+def register_depth_calibrated(depth_m, camera, rgb_hw):
+    """[H, W] depth (metres along the RGB camera's z, 0 = none) seen by the RGB camera, from a
+    depth camera with its own focal length and the extrinsics `camera.depth_to_rgb`.
+
+    Depth pixels are back-projected with the depth focal length (principal point: (cx, cy)
+    scaled to the depth image), moved into the RGB camera and projected to the nearest pixel;
+    the nearest point wins where several land on one pixel.
+    """
+    height, width = rgb_hw
+    dh, dw = depth_m.shape
+    ys, xs = np.nonzero(depth_m > 0)
+    z = depth_m[ys, xs]
+    fdx, fdy = camera.depth_focal, camera.depth_focal * camera.focal_y / camera.focal
+    pts = np.stack([(xs - camera.cx * dw / width) / fdx * z,
+                    (ys - camera.cy * dh / height) / fdy * z, z], -1)
+    d2r = np.asarray(camera.depth_to_rgb, dtype=np.float64).reshape(4, 4)
+    pts = pts @ d2r[:3, :3].T + d2r[:3, 3]
+    ahead = pts[:, 2] > 1e-6
+    pts = pts[ahead]
+    u = np.round(camera.focal * pts[:, 0] / pts[:, 2] + camera.cx).astype(np.int64)
+    v = np.round(camera.focal_y * pts[:, 1] / pts[:, 2] + camera.cy).astype(np.int64)
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    zbuf = np.full(height * width, np.inf)
+    np.minimum.at(zbuf, v[inside] * width + u[inside], pts[inside, 2])
+    return np.where(np.isfinite(zbuf), zbuf, 0.0).reshape(height, width)
+
+
 def register_depth(depth_m, camera, rgb_hw):
     """[H, W] depth (metres, 0 = none) seen by the RGB camera: each depth pixel re-projected into
     the colour image, the nearest depth winning where several land on one pixel.
@@ -138,8 +165,6 @@ def register_depth(depth_m, camera, rgb_hw):
     (cx, cy) scaled by the depth image's size relative to the colour image.
     """
     if camera.depth_to_rgb is not None:
-        from common.data.rgbd import register_depth_calibrated
-
         return register_depth_calibrated(depth_m, camera, rgb_hw)
     height, width = rgb_hw
     dh, dw = depth_m.shape
@@ -295,7 +320,7 @@ def prepare_split(frames, out, camera, rgb_hw, transform, overwrite=False, progr
 
 
 def prepare_scene(dataset, out, camera, splits=("train", "test"), overwrite=False, progress=True):
-    """Prepares the splits of a 7-Scenes-layout scene into out/<split>/ (SPEC §2 input folders).
+    """Prepares the splits of a 7-Scenes-layout scene into out/<split>/ (docs/reference.md §2 input folders).
 
     transform.txt always comes from the training split.
     Returns {split: (labels written, labels kept, valid share)}.

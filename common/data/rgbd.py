@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.prepare import (
+from common.data.prepare import (  # noqa: F401 (register_depth_calibrated: public here too)
     Frame,
     format_matrix,
     image_size,
     prepare_split,
+    register_depth_calibrated,
     scene_transform,
     write_text,
 )
@@ -32,33 +33,6 @@ SEVEN_SCENES_DEPTH_TO_RGB = (
     7.8819942130445332e-03, 8.1718328771890631e-03, 9.9993554558014031e-01, 2.0318321729487039e-03,
     0.0, 0.0, 0.0, 1.0,
 )
-
-
-def register_depth_calibrated(depth_m, camera, rgb_hw):
-    """[H, W] depth (metres along the RGB camera's z, 0 = none) seen by the RGB camera, from a
-    depth camera with its own focal length and the extrinsics `camera.depth_to_rgb`.
-
-    Depth pixels are back-projected with the depth focal length (principal point: (cx, cy)
-    scaled to the depth image), moved into the RGB camera and projected to the nearest pixel;
-    the nearest point wins where several land on one pixel.
-    """
-    height, width = rgb_hw
-    dh, dw = depth_m.shape
-    ys, xs = np.nonzero(depth_m > 0)
-    z = depth_m[ys, xs]
-    fdx, fdy = camera.depth_focal, camera.depth_focal * camera.focal_y / camera.focal
-    pts = np.stack([(xs - camera.cx * dw / width) / fdx * z,
-                    (ys - camera.cy * dh / height) / fdy * z, z], -1)
-    d2r = np.asarray(camera.depth_to_rgb, dtype=np.float64).reshape(4, 4)
-    pts = pts @ d2r[:3, :3].T + d2r[:3, 3]
-    ahead = pts[:, 2] > 1e-6
-    pts = pts[ahead]
-    u = np.round(camera.focal * pts[:, 0] / pts[:, 2] + camera.cx).astype(np.int64)
-    v = np.round(camera.focal_y * pts[:, 1] / pts[:, 2] + camera.cy).astype(np.int64)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    zbuf = np.full(height * width, np.inf)
-    np.minimum.at(zbuf, v[inside] * width + u[inside], pts[inside, 2])
-    return np.where(np.isfinite(zbuf), zbuf, 0.0).reshape(height, width)
 
 
 def slerp(q0, q1, s):
@@ -124,7 +98,7 @@ def write_pose_files(frames, out_split, depth_scale):
 
 def prepare_frames(sets, out, camera, depth_scale=1000.0, source=None, overwrite=False,
                    progress=True):
-    """Prepares {split: [SourceFrame]} into out/<split>/ (SPEC §2 input folders).
+    """Prepares {split: [SourceFrame]} into out/<split>/ (docs/reference.md §2 input folders).
 
     transform.txt comes from the "train" split (which must be among the sets); splits whose
     frames all have timestamps also get timestamps.txt (one per image_list line), which
@@ -155,3 +129,10 @@ def prepare_frames(sets, out, camera, depth_scale=1000.0, source=None, overwrite
         if all(t is not None for t in stamps):
             write_text(out / split / "timestamps.txt", "".join(f"{t:.6f}\n" for t in stamps))
     return stats
+
+
+def report(stats, out):
+    """Prints one line per split of prepare_frames' statistics."""
+    for split, (written, kept, valid) in stats.items():
+        share = f", {100 * valid:.1f}% valid cells" if valid is not None else ""
+        print(f"{split}: {written} labels written, {kept} kept{share} → {Path(out) / split}")

@@ -1,4 +1,4 @@
-"""An input folder (SPEC §2) read and checked before any work: lists, labels, transform, poses."""
+"""An input folder (docs/reference.md §2) read and checked before any work: lists, labels, transform, poses."""
 
 import sys
 from dataclasses import dataclass
@@ -8,10 +8,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common.data.labels import LabelLayout, label_layout
-from common.data.lists import read_list, sequence_ids
+from common.data.lists import sequence_ids
+from common.formats import read_list, read_matrix_file
 from common.errors import InputError
 from common.geometry import CELL
-from common.poses import check_rigid, read_matrix_file
+from common.poses import check_rigid
 
 IMAGE_LIST = "image_list.txt"
 LABEL_LIST = "label_list.txt"

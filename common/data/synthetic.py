@@ -4,7 +4,7 @@ hand-held loops.
 World frame: metres, z up, floor at z = 0, the room's vertical axis through the origin. Camera
 frame (OpenCV): x right, y down, z forward; poses are camera-to-world; pixel (x, y) has its centre
 at integer (x, y). Every sequence walks the same loop around a central table, looking inwards,
-with its own smooth hand-held noise, so that test sequences revisit the training views (SPEC §2).
+with its own smooth hand-held noise, so that test sequences revisit the training views (docs/reference.md §2).
 """
 
 import colorsys

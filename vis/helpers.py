@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.formats import read_list
+from common import formats
 from common.errors import InputError
 from common.geometry import CELL, CELL_OFFSET
 
@@ -47,15 +49,18 @@ def load_map(path, channels, what="map"):
 
 def frame_index(path):
     """k of `coord_<k>.npy`, or of `<k-1>_<k>_flow.npy` (the later frame), or None."""
-    name = Path(path).name
-    m = re.fullmatch(r"\d+_(\d+)_flow\.npy", name) or re.search(r"(\d+)\D*$", name)
+    pair = formats.flow_pair(path)
+    if pair is not None:
+        return pair[1]
+    k = formats.coord_index(path)
+    if k is not None:
+        return k
+    m = re.search(r"(\d+)\D*$", Path(path).name)  # any other map name: its last number
     return int(m.group(1)) if m else None
 
 
 def list_maps(list_or_folder, pattern):
     """Map paths of a folder (files matching the glob `pattern`, by frame index) or a list file."""
-    from common.data.lists import read_list
-
     src = Path(list_or_folder)
     if src.is_dir():
         paths = [p for p in src.glob(pattern) if frame_index(p) is not None]

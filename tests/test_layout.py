@@ -1,0 +1,84 @@
+"""The floor plan: imports point down only (docs/reference.md §1, README "Layout").
+
+    scripts, tests ─► kfnet ─► scoordnet, oflownet ─► common
+               pnp, vis ──────────────────────► common   (vis may use pnp)
+
+Read from every .py file's import statements (module level and inside functions alike).
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("common", "scoordnet", "oflownet", "kfnet", "pnp", "vis", "scripts", "tests")
+# What each package may import of the project (besides itself).
+ALLOWED = {
+    "common": set(),
+    "scoordnet": {"common"},
+    "oflownet": {"common"},
+    "kfnet": {"common", "scoordnet", "oflownet", "pnp"},
+    "pnp": {"common"},
+    "vis": {"common", "pnp"},
+    "scripts": {"common", "scoordnet", "oflownet", "kfnet", "pnp", "vis"},
+    "tests": {"common", "scoordnet", "oflownet", "kfnet", "pnp", "vis", "scripts", "tests"},
+}
+
+
+def project_imports(path):
+    """[(line, top-level project package)] of one file's import statements."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.ImportFrom):
+            raise AssertionError(f"{path}:{node.lineno}: relative import; name the package")
+        else:
+            continue
+        found += [(node.lineno, n.split(".")[0]) for n in names if n.split(".")[0] in PACKAGES]
+    return found
+
+
+def python_files():
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def test_every_package_is_seen():
+    seen = {p.relative_to(ROOT).parts[0] for p in python_files()}
+    assert seen == set(PACKAGES)
+    assert len(python_files()) > 80
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_point_down_only(package):
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {target}"
+             for path in python_files() if path.relative_to(ROOT).parts[0] == package
+             for line, target in project_imports(path)
+             if target != package and target not in ALLOWED[package]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_module_edits_sys_path():
+    """Only files run as scripts put the repository root first on sys.path, under that guard."""
+    for path in python_files():
+        text = path.read_text()
+        for n, line in enumerate(text.splitlines(), 1):
+            if "sys.path" in line and path.parts[-2] != "tests":
+                assert line.strip() == "sys.path[0] = str(Path(__file__).resolve().parents[1])", \
+                    f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+                assert 'if __package__ in (None, ""):' in text.splitlines()[n - 2], \
+                    f"{path.relative_to(ROOT)}:{n}: sys.path edit outside the script guard"
+
+
+def test_nothing_points_outside_the_repository():
+    for path in [*python_files(), *ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md"),
+                 *(ROOT / "configs").rglob("*.yaml"), *(ROOT / "scripts").glob("*.sh")]:
+        if path == Path(__file__).resolve():
+            continue
+        text = path.read_text()
+        for bad in ("../shared", "SPEC.md", "SPEC §"):
+            assert bad not in text, f"{path.relative_to(ROOT)} mentions {bad}"
