@@ -8,12 +8,14 @@ with TF1 variable names (`ScoreNet/...`, `Temporal/...`); those are imported by 
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from common.errors import InputError
+from common.locks import atomic_write_text
 
 MODEL_INFO = "model.json"
 
@@ -23,13 +25,10 @@ def write_model_info(folder, stage, widths, run=None):
 
     `run` (common.summaries.run_description: config, seed, git describe, command) is kept too.
     """
-    path = Path(folder) / MODEL_INFO
-    tmp = path.with_suffix(".json.tmp")
     info = {"stage": stage, "widths": widths}
     if run is not None:
         info.update(run)
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    atomic_write_text(Path(folder) / MODEL_INFO, json.dumps(info, indent=2, default=str) + "\n")
 
 
 def read_model_info(folder):
@@ -38,10 +37,17 @@ def read_model_info(folder):
     if not path.is_file():
         return None
     try:
-        info = json.loads(path.read_text())
-        return {"stage": info["stage"], "widths": dict(info["widths"])}
-    except (ValueError, KeyError, TypeError):
+        info = json.loads(path.read_bytes())
+        stage, widths = info["stage"], dict(info["widths"])
+        widths = {name: float(w) for name, w in widths.items()}
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InputError(f"{path} is not a valid model description") from None
+    if stage not in ("scoordnet", "oflownet", "kfnet") or not set(widths) <= {"scoordnet", "oflownet"} \
+            or not all(0 < w < 100 for w in widths.values()):
+        raise InputError(f"{path} is not a valid model description: stage {stage!r}, widths {widths}")
+    return {"stage": stage, "widths": widths}
 
 
 def latest_tf1_checkpoint(folder):
@@ -54,41 +60,84 @@ def latest_tf1_checkpoint(folder):
     return prefix
 
 
-def checkpoint_steps(folder):
-    """{step: prefix} of every ckpt-N and model.ckpt-N in a folder."""
-    found = {}
-    for index in Path(folder).glob("*ckpt-*.index"):
-        m = re.fullmatch(r"(?:model\.)?ckpt-(\d+)\.index", index.name)
+def checkpoint_prefixes(folder):
+    """Prefixes of every checkpoint in a folder, newest first: this project's (ckpt-N, as listed
+    in the `checkpoint` file or found on disk), then the original release's (model.ckpt-N)."""
+    folder = Path(folder)
+    numbered = {}
+    for base in ("ckpt", "model.ckpt"):
+        pattern = re.compile(re.escape(base) + r"-(\d+)\.(index|data-\d+-of-\d+)")
+        for f in folder.glob(f"{base}-*"):
+            m = pattern.fullmatch(f.name)
+            if m:
+                numbered[(base == "ckpt", int(m.group(1)))] = str(folder / f"{base}-{m.group(1)}")
+    try:
+        state = tf.train.get_checkpoint_state(str(folder))
+    except Exception:  # an unreadable `checkpoint` file: what is on disk still counts
+        state = None
+    for listed in (state.all_model_checkpoint_paths if state else []):
+        m = re.fullmatch(r"ckpt-(\d+)", Path(listed).name)
         if m:
-            found.setdefault(int(m.group(1)), str(index)[: -len(".index")])
-    return found
+            numbered[(True, int(m.group(1)))] = str(folder / Path(listed).name)
+    return [numbered[key] for key in sorted(numbered, reverse=True)]
+
+
+def _damaged(path):
+    """Why a checkpoint cannot be used as a whole (no index, no data, unreadable index), or None."""
+    if not Path(path + ".index").is_file():
+        return "its index file is missing"
+    if not list(Path(path).parent.glob(Path(path).name + ".data-*")):
+        return "its data file is missing"
+    try:
+        tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError, IndexError) as e:
+        return f"its index cannot be read ({str(e).splitlines()[0]})"
+    return None
+
+
+DAMAGE_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError, IndexError)
+
+
+def _candidates(folder, flag, step=None):
+    """(kind, path) of the checkpoints whose index reads, newest first (only step `step`, when
+    given); damaged ones are warned about. InputError when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"model folder not found: {folder} ({flag})")
+    prefixes = checkpoint_prefixes(folder)
+    if not prefixes:
+        raise InputError(f"no checkpoint in {folder} ({flag}): expected ckpt-N or model.ckpt-N files")
+    if step is not None:
+        have = sorted({_number(p) for p in prefixes})
+        prefixes = [p for p in prefixes if _number(p) == step]
+        if not prefixes:
+            raise InputError(f"--checkpoint {step}: no checkpoint of that step in {folder} ({flag}; "
+                             f"steps there: {', '.join(str(n) for n in have)})")
+    found, problems = [], {}
+    for path in prefixes:
+        problem = _damaged(path)
+        if problem:
+            problems[path] = problem
+            continue
+        keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+        found.append(("tf2" if "_CHECKPOINTABLE_OBJECT_GRAPH" in keys else "tf1", path))
+    if not found:
+        _none_whole(folder, flag, prefixes, problems)
+    return found, problems
+
+
+def _none_whole(folder, flag, prefixes, problems):
+    raise InputError(f"no whole checkpoint in {folder} ({flag}): "
+                     + "; ".join(f"{p}: {problems[p]}" for p in prefixes if p in problems))
 
 
 def find_checkpoint(folder, flag="--model_folder", step=None):
-    """('tf2', path) or ('tf1', prefix) of the newest weights in a model folder (or of `step`).
+    """('tf2', path) or ('tf1', prefix) of the newest whole weights in a model folder (or of `step`).
 
     Object-based checkpoints (tf.train.Checkpoint) are this project's; name-based ones (a TF1
     Saver's `model.ckpt-N`) are the original release's.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"model folder not found: {folder} ({flag})")
-    if step is not None:
-        steps = checkpoint_steps(folder)
-        if step not in steps:
-            have = ", ".join(str(s) for s in sorted(steps)) or "none"
-            raise InputError(f"--checkpoint {step}: no checkpoint of that step in {folder} ({flag}; "
-                             f"steps there: {have})")
-        path = steps[step]
-    else:
-        path = tf.train.latest_checkpoint(str(folder)) or latest_tf1_checkpoint(folder)
-    if not path:
-        raise InputError(f"no checkpoint in {folder} ({flag}): expected ckpt-N or model.ckpt-N files")
-    try:
-        keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as e:
-        raise InputError(f"cannot read checkpoint {path} ({flag}): {str(e).splitlines()[0]}") from None
-    return ("tf2" if "_CHECKPOINTABLE_OBJECT_GRAPH" in keys else "tf1"), path
+    return _candidates(folder, flag, step)[0][0]
 
 
 def import_tf1(prefix, name_to_variable):
@@ -104,7 +153,7 @@ def import_tf1(prefix, name_to_variable):
         if tuple(shapes[name]) != tuple(var.shape):
             raise InputError(f"TF1 checkpoint {prefix}: {name} has shape {tuple(shapes[name])}, "
                              f"the network expects {tuple(var.shape)} (wrong width?)")
-        var.assign(reader.get_tensor(name))
+        var.assign(reader.get_tensor(name))  # a truncated data file raises DAMAGE_ERRORS
 
 
 def checkpoint_children(path):
@@ -116,19 +165,13 @@ def checkpoint_children(path):
     return {child.local_name for child in graph.nodes[0].children}
 
 
-def load_networks(folder, nets, flag="--model_folder", step=None):
-    """Loads weights for built networks {'scoordnet': net, 'oflownet': net} from a model folder.
-
-    `step` picks ckpt-N / model.ckpt-N (default: the newest). Returns ('tf2' | 'tf1', path).
-    Every requested network must be in the checkpoint.
-    """
-    kind, path = find_checkpoint(folder, flag, step)
+def _load(kind, path, nets, flag):
     if kind == "tf1":
         mapping = {}
         for net in nets.values():
             mapping.update(net.tf1_variables())
         import_tf1(path, mapping)
-        return kind, path
+        return
     held = checkpoint_children(path)
     for name in nets:
         if name not in held:
@@ -136,10 +179,35 @@ def load_networks(folder, nets, flag="--model_folder", step=None):
                              f"(it holds: {', '.join(sorted(held))})")
     try:
         tf.train.Checkpoint(**nets).read(path).expect_partial().assert_existing_objects_matched()
+    except DAMAGE_ERRORS:
+        raise
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise InputError(f"checkpoint {path} ({flag}) does not fit the network: "
                          f"{str(e).splitlines()[0]}") from None
-    return kind, path
+
+
+def load_networks(folder, nets, flag="--model_folder", step=None):
+    """Loads weights for built networks {'scoordnet': net, 'oflownet': net} from a model folder.
+
+    `step` picks ckpt-N / model.ckpt-N (default: the newest). Returns ('tf2' | 'tf1', path). Every requested network must be in the checkpoint. A damaged
+    newest checkpoint (truncated data, missing index) is skipped with a warning naming the one used.
+    """
+    found, problems = _candidates(folder, flag, step)
+    for kind, path in found:
+        try:
+            _load(kind, path, nets, flag)
+        except DAMAGE_ERRORS as e:
+            problems[path] = f"its data cannot be read ({str(e).splitlines()[0]})"
+            continue
+        for damaged, problem in sorted(problems.items(), key=lambda item: _number(item[0]), reverse=True):
+            print(f"warning: skipping damaged checkpoint {damaged}: {problem}; using {path}",
+                  file=sys.stderr)
+        return kind, path
+    _none_whole(folder, flag, checkpoint_prefixes(folder), problems)
+
+
+def _number(prefix):
+    return int(prefix.rsplit("-", 1)[1])
 
 
 def network_widths(folder, stage_cfgs):

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from common.errors import InputError
+from common.errors import InputError, OutputError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -50,15 +50,23 @@ def parse_size(text):
 
 
 def run(main, argv=None):
-    """Runs main(argv); input errors become one line on stderr and exit code 2."""
+    """Runs main(argv); input errors become one line on stderr and exit code 2 (files that
+    cannot be written: code 1). The folder locks main took are released when it ends."""
+    from common.locks import release_all
+
     try:
         code = main(argv)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        release_all()
     sys.exit(code or 0)
 
 

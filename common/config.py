@@ -31,10 +31,15 @@ def _read_yaml(path):
             data = yaml.safe_load(f) or {}
     except OSError as e:
         raise InputError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise InputError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise InputError(f"config {path} must be a mapping of keys to values")
+    for stage in STAGES:
+        if not isinstance(data.get(stage) or {}, dict):
+            raise InputError(f"config {path}: the '{stage}:' section must be a mapping of keys to values")
     return data
 
 
@@ -53,6 +58,8 @@ def _load_chain(path, seen):
     parent = data.pop("inherit", None)
     if parent is None:
         return data
+    if not isinstance(parent, str):
+        raise InputError(f"config {path}: inherit must be a config name, got {parent!r}")
     scenes = available_scenes()
     if parent not in scenes:
         raise InputError(f"config {path} inherits unknown config '{parent}'")
@@ -78,6 +85,15 @@ def load_config(scene=None, config=None):
     cfg = _merge(cfg, _load_chain(path, {path.stem}))
     cfg["name"] = cfg.get("name") or path.stem
     return cfg
+
+
+def config_source(scene=None, config=None):
+    """The file settings come from: --config, the scene's YAML, or configs/defaults.yaml."""
+    if config is not None:
+        return str(config)
+    if scene is not None and scene in available_scenes():
+        return str(available_scenes()[scene])
+    return str(CONFIG_DIR / "defaults.yaml")
 
 
 def stage_config(cfg, stage):

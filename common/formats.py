@@ -6,7 +6,8 @@
 - `OUT/run.json`: what produced an output folder (a signature: checkpoint and settings);
   a re-run with the same signature skips frames already written, a different one starts
   over, and `complete: true` marks a finished folder. Files are written to a temporary name
-  and renamed, so a killed run never leaves a torn file.
+  and renamed, so a killed run (or a full disk) never leaves a torn file; an output folder is
+  locked for the writing process (common.locks).
 - List files (image_list.txt, label_list.txt, pose_list.txt), 4×4 matrix files (7-Scenes
   `.pose.txt`, transform.txt), timestamps.txt.
 - Pose files: ours (`k image qw qx qy qz tx ty tz [t_err_cm r_err_deg]`), TUM trajectories,
@@ -33,19 +34,34 @@ from pathlib import Path
 
 import numpy as np
 
+from common.data.labels import HEADER_ERRORS
 from common.errors import InputError
+from common.locks import atomic_write, atomic_write_text, lock_folder
 from common.poses import invert_rigid, pose_errors, quaternion_to_rotation, rotation_to_quaternion
 
 RUN_INFO = "run.json"
 
 
 def save_npy(path, array):
-    """np.save through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array, dtype=np.float32))
-    os.replace(tmp, path)
+    """np.save (float32) through a temporary file and a rename; OutputError if it cannot be written."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    atomic_write(path, lambda f: np.save(f, array))
+
+
+def read_map_file(path, channels, map_hw=None, what="coordinate map"):
+    """[h, w, channels] float32 of an .npy map written by this project (coord_<k>.npy: 4 channels,
+    <k-1>_<k>_flow.npy: 3); anything else is an InputError naming the file."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, *HEADER_ERRORS) as e:
+        raise InputError(f"cannot read {what} {path}: {str(e).splitlines()[0] if str(e) else 'truncated'}") from None
+    expected = f"[h, w, {channels}]" if map_hw is None else f"[{map_hw[0]}, {map_hw[1]}, {channels}]"
+    if not isinstance(array, np.ndarray) or array.ndim != 3 or array.shape[2] != channels \
+            or (map_hw is not None and tuple(array.shape[:2]) != tuple(map_hw)) \
+            or not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{what} {path} holds {getattr(array, 'dtype', '?')} "
+                         f"{list(getattr(array, 'shape', []))}, expected float {expected}")
+    return array.astype(np.float32, copy=False)
 
 
 COORD_GLOB, FLOW_GLOB = "coord_*.npy", "*_flow.npy"
@@ -96,9 +112,7 @@ def coord_output(coords_world_hw3, sigma_hw1):
 def open_output_folder(folder, signature, flag="--output_folder"):
     """Creates the folder; returns True if it already holds a complete run with this signature."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{flag} {folder} is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    lock_folder(folder, flag)  # held until the command ends; a second writer stops here
     for stale in folder.rglob("*.tmp"):  # left by a run killed while writing
         stale.unlink()
     info = read_run_info(folder)
@@ -116,16 +130,14 @@ def read_run_info(folder):
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
 
 
 def write_run_info(folder, info):
-    path = Path(folder) / RUN_INFO
-    tmp = path.with_name(RUN_INFO + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(Path(folder) / RUN_INFO, json.dumps(info, indent=2, default=float) + "\n")
 
 
 def mark_complete(folder, summary=None):
@@ -146,6 +158,8 @@ def read_list(path):
         lines = path.read_text().splitlines()
     except OSError:
         raise InputError(f"cannot read list file {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"list file {path} is not UTF-8 text") from None
     base = path.resolve().parent
     out = []
     for line in lines:
@@ -158,13 +172,17 @@ def read_list(path):
 def read_matrix_file(path, what="pose"):
     """A 4×4 matrix written as whitespace-separated text (7-Scenes `.pose.txt`, transform.txt)."""
     try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
+            values = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except OSError:
         raise InputError(f"cannot read {what} file {path}") from None
     except ValueError:
         raise InputError(f"{what} file {path} is not a 4x4 matrix of numbers") from None
     if values.size != 16:
         raise InputError(f"{what} file {path} holds {values.size} numbers, expected 16 (4x4)")
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{what} file {path} holds non-finite numbers")
     return values.reshape(4, 4)
 
 
@@ -197,21 +215,18 @@ def format_pose_line(rec):
     return line
 
 
-def _write_text(path, text):
-    """Writes through a temporary file and a rename, so readers never see half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_pose_file(path, records):
-    """Writes the pose file of docs/reference.md §2 (sorted by frame index); image paths must not contain spaces."""
+    """Writes the pose file of docs/reference.md §2 through a temporary file and a rename."""
+    atomic_write_text(path, pose_file_text(records))
+
+
+def pose_file_text(records):
+    """The pose file of docs/reference.md §2 (sorted by frame index); image paths must not contain spaces."""
     for rec in records:
         if any(c.isspace() for c in rec.image):
             raise InputError(f"image path with white space cannot go into a pose file: '{rec.image}'")
     lines = [POSE_FILE_HEADER] + [format_pose_line(r) for r in sorted(records, key=lambda r: r.index)]
-    _write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_pose_file(path):
@@ -222,23 +237,28 @@ def read_pose_file(path):
             lines = f.read().splitlines()
     except OSError:
         raise InputError(f"cannot read pose file {path}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"pose file {path} is not UTF-8 text") from None
     for n, line in enumerate(lines, 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
         try:
+            index = int(parts[0])
             if len(parts) >= 3 and parts[2] == "FAILED":
-                records.append(PoseRecord(int(parts[0]), parts[1], failure=" ".join(parts[3:])))
+                records.append(PoseRecord(index, parts[1], failure=" ".join(parts[3:])))
                 continue
             if len(parts) not in (9, 11):
                 raise ValueError
             vals = [float(v) for v in parts[2:]]
+            if not (np.all(np.isfinite(vals)) and np.linalg.norm(vals[0:4]) > 1e-12):
+                raise ValueError
             pose = np.eye(4)
             pose[:3, :3] = quaternion_to_rotation(vals[0:4])
         except ValueError:
             raise InputError(f"pose file {path} line {n} is not 'index image qw qx qy qz tx ty tz'") from None
         pose[:3, 3] = vals[4:7]
-        rec = PoseRecord(int(parts[0]), parts[1], pose_cw=pose)
+        rec = PoseRecord(index, parts[1], pose_cw=pose)
         if len(vals) == 9:
             rec.t_err, rec.r_err = vals[7] / 100.0, vals[8]
         records.append(rec)
@@ -246,6 +266,11 @@ def read_pose_file(path):
 
 
 def write_tum(path, records, timestamps=None):
+    """Writes a TUM trajectory (see `tum_text`) through a temporary file and a rename."""
+    atomic_write_text(path, tum_text(records, timestamps))
+
+
+def tum_text(records, timestamps=None):
     """TUM trajectory `timestamp tx ty tz qx qy qz qw`; the timestamp defaults to the frame index."""
     lines = ["# timestamp tx ty tz qx qy qz qw"]
     for rec in sorted(records, key=lambda r: r.index):
@@ -255,7 +280,7 @@ def write_tum(path, records, timestamps=None):
         t = rec.pose_cw[:3, 3]
         stamp = float(rec.index if timestamps is None else timestamps[rec.index])
         lines.append(f"{stamp:.6f} {t[0]:.8f} {t[1]:.8f} {t[2]:.8f} {x:.8f} {y:.8f} {z:.8f} {w:.8f}")
-    _write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_tum(path):
@@ -268,6 +293,8 @@ def read_tum(path):
         raise InputError(f"cannot read TUM trajectory {path}") from None
     if data.size and data.shape[1] != 8:
         raise InputError(f"TUM trajectory {path} must have 8 columns")
+    if data.size and not (np.all(np.isfinite(data)) and np.all(np.linalg.norm(data[:, 4:8], axis=1) > 1e-12)):
+        raise InputError(f"TUM trajectory {path} holds non-finite numbers or a zero quaternion")
     poses = np.tile(np.eye(4), (len(data), 1, 1))
     for i, row in enumerate(data):
         try:

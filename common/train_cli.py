@@ -1,9 +1,10 @@
 """Command-line glue shared by the three train.py scripts: flags, settings, strategy, trainer."""
 
 import argparse
+import math
 
 from common.cli import STRATEGIES, HelpFormatter, add_config_flags, add_folder_flag
-from common.config import load_config, max_steps, override, stage_config
+from common.config import config_source, load_config, max_steps, override, stage_config
 from common.errors import InputError
 
 
@@ -59,12 +60,31 @@ def stage_settings(args, stage):
     keys = ("max_steps", "stepvalue", "base_lr", "batch_size", "weight_decay", "snapshot", "keep",
             "summary_every", "image_every", "width", "seed", "augment", "sequence_length")
     cfg = override(cfg, **{k: getattr(args, k, None) for k in keys})
+    source = config_source(args.scene, args.config)
+
+    def where(key):
+        return f"--{key}" if getattr(args, key, None) is not None else f"{key} in {source}"
+
+    for key, kind in (("stepvalue", int), ("batch_size", int), ("snapshot", int), ("summary_every", int),
+                      ("keep", int), ("seed", int), ("base_lr", float), ("weight_decay", float),
+                      ("width", float), ("max_steps", int), ("sequence_length", int), ("image_every", int)):
+        if key not in cfg or (cfg[key] is None and key in ("max_steps", "sequence_length", "image_every")):
+            continue
+        value = cfg[key]
+        try:
+            ok = not isinstance(value, bool) and math.isfinite(kind(value))
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise InputError(f"{where(key)} must be a number ({kind.__name__}), got {value!r}")
     for key in ("stepvalue", "batch_size", "snapshot", "summary_every"):
         if int(cfg[key]) <= 0:
-            raise InputError(f"--{key} must be positive, got {cfg[key]}")
+            raise InputError(f"{where(key)} must be positive, got {cfg[key]}")
     if int(cfg.get("image_every") or 0) < 0:
-        raise InputError(f"--image_every must be 0 or positive, got {cfg['image_every']}")
+        raise InputError(f"{where('image_every')} must be 0 or positive, got {cfg['image_every']}")
     cfg["max_steps"] = max_steps(cfg)
+    if cfg["max_steps"] <= 0:
+        raise InputError(f"{where('max_steps')} must be positive, got {cfg['max_steps']}")
     return cfg
 
 

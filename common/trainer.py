@@ -9,6 +9,7 @@ checkpoint of its own, so a resumed run never goes back to them.
 Every step runs through a tf.distribute strategy (common/distribute.py). Only the chief writes
 the model folder; other workers of a multi-worker run save into a scratch folder (saving takes
 part in collective ops) that is removed when training ends, and resume from the chief's folder.
+The chief holds a lock on the model folder (common.locks) from `restore_or_init` to the end.
 """
 
 import math
@@ -25,8 +26,10 @@ from tqdm import tqdm
 
 from common import summaries
 from common.checkpoints import write_model_info
+from common.data.check import describe_bad_file
 from common.distribute import check_xla, is_chief, needs_loss_scaling
 from common.errors import InputError
+from common.locks import lock_folder, output_error
 from common.losses import weight_decay
 
 
@@ -92,12 +95,18 @@ class Trainer:
         return int(self.global_step.numpy())
 
     def restore_or_init(self, init_fn=None, start_step=0):
-        """Resumes from the newest restorable checkpoint; otherwise init_fn() and start_step."""
+        """Resumes from the newest restorable checkpoint; otherwise init_fn() and start_step.
+
+        The chief first locks the model folder: a second run on it stops here, before writing.
+        A damaged checkpoint (truncated data, missing index) is skipped with a warning.
+        """
+        if self.chief:
+            lock_folder(self.model_folder, "--model_folder")
         resumed = False
         for path in reversed(self.manager.checkpoints):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as e:
+            except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
                 print(f"warning: cannot restore {path} ({str(e).splitlines()[0]}); trying an older one",
                       file=sys.stderr)
                 continue
@@ -173,7 +182,20 @@ class Trainer:
               file=sys.stderr)
 
     def save(self, manager=None):
-        path = (manager or self.manager).save(checkpoint_number=self.step)
+        """Saves ckpt-<step>; a write that fails (full disk, I/O error) leaves the previous
+        checkpoints as they were, removes the partial one and raises OutputError."""
+        manager = manager or self.manager
+        step = self.step
+        fresh = not any(Path(p).name == f"ckpt-{step}" for p in manager.checkpoints)
+        try:
+            path = manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            folder = Path(manager.directory)
+            shutil.rmtree(folder / f"ckpt-{step}_temp", ignore_errors=True)
+            if fresh:
+                for part in folder.glob(f"ckpt-{step}.*"):
+                    part.unlink(missing_ok=True)
+            raise output_error(folder / f"ckpt-{step}", e) from None
         if self.chief:
             write_model_info(self.model_folder, self.stage_name, self.widths, run=self.run)
         return path
@@ -188,14 +210,18 @@ class Trainer:
                              description=summaries.description(name))
 
     def fit(self, make_dataset, max_steps, summary_every=100, snapshot=5000, progress=True,
-            image_every=None, validate=None, val_every=None):
+            image_every=None, validate=None, val_every=None, data=None):
         """Runs steps until max_steps; make_dataset(start_step) gives the global-batch stream.
 
         Scalars are the means over the steps since the last summary; every `image_every` steps
         (and at the first step) the stage's pictures of the current batch; every `val_every` steps
         the scalars `validate()` returns (a dict), under val/.
-        Returns 0 when finished, 130 when stopped by a signal (after saving).
+        Returns 0 when finished, 130 when stopped by a signal (after saving). A training file
+        that cannot be read any more (`data`: the InputFolder, to name it) saves a checkpoint
+        and raises InputError.
         """
+        if self.chief:
+            lock_folder(self.model_folder, "--model_folder")  # held already after restore_or_init
         if image_every is None:
             image_every = int(self.cfg.get("image_every") or 0)
         start = self.step
@@ -217,7 +243,7 @@ class Trainer:
             with writer.as_default(step=start):
                 tf.summary.text("run", summaries.run_markdown(self.run))
         try:
-            for batch in dataset:
+            for batch in _batches(dataset):
                 metrics = step_fn(batch)
                 step = self.step
                 bar.update(1)
@@ -252,6 +278,11 @@ class Trainer:
                     last_saved = step
                 if step >= max_steps or self.stop_signal is not None:
                     break
+        except _DataError as e:
+            if last_saved != self.step:
+                self.save(manager)
+            raise InputError(f"{describe_bad_file(data, e.error)}; saved step {self.step} to "
+                             f"{self.model_folder}, run the same command to resume") from None
         finally:
             bar.close()
             for s, handler in old.items():
@@ -269,6 +300,27 @@ class Trainer:
         where = self.model_folder if self.chief else f"{self.model_folder} (written by the chief)"
         print(f"finished step {self.step}; checkpoint in {where}")
         return 0
+
+
+class _DataError(Exception):
+    """The input pipeline failed (a file deleted, truncated or resized after the start)."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _batches(dataset):
+    """The dataset's elements; its read errors become _DataError (the step's own errors do not)."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            raise _DataError(e) from None
+        yield batch
 
 
 def seed_everything(seed):

@@ -52,6 +52,7 @@ def main(argv=None):
     model, ckpt = load_kfnet(args.model_folder, data.image_hw, load_config(args.scene, args.config),
                              step=args.checkpoint)
     reloc = Relocalizer(model, transform=data.transform, nis=use_nis, nis_threshold=args.nis_threshold)
+    h, w = data.map_hw
     out = Path(args.output_folder)
     signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,
                  "save_measurement": args.save_measurement,
@@ -82,11 +83,12 @@ def main(argv=None):
                 if k >= start:
                     break
                 gt, mask = world(batch["coords"][i].numpy()), batch["mask"][i].numpy()
-                evaluate(k, "posterior", np.load(formats.coord_file(out, k))[..., :3], gt, mask)
+                post = formats.read_map_file(formats.coord_file(out, k), 4, (h, w))
+                evaluate(k, "posterior", post[..., :3], gt, mask)
                 for name, sub in ((MEASUREMENT, MEASUREMENT), ("prior", PRIOR)):
                     f = formats.coord_file(out / sub, k)
                     if f.exists():
-                        evaluate(k, name, np.load(f)[..., :3], gt, mask)
+                        evaluate(k, name, formats.read_map_file(f, 4, (h, w))[..., :3], gt, mask)
             else:
                 continue
             break

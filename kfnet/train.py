@@ -79,7 +79,7 @@ def main(argv=None):
                               shuffle=bool(cfg.get("shuffle", False)))
 
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
-                       snapshot=int(cfg["snapshot"]), progress=args.progress)
+                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data)
 
 
 if __name__ == "__main__":

@@ -221,7 +221,8 @@ def main(argv=None):
                 formats.save_npy(formats.flow_file(out, b[0]), f)
                 flows[b[0]] = f
         if scores is not None and links:
-            flow = np.stack([flows[b[0]] if b[0] in flows else np.load(formats.flow_file(out, b[0]))
+            flow = np.stack([flows[b[0]] if b[0] in flows
+                             else formats.read_map_file(formats.flow_file(out, b[0]), 3, (h, w), "flow file")
                              for _, b in links])
             prior, usable = warp_labels(flow[..., :2], np.stack([b[2][0] for _, b in links]),
                                         np.stack([b[2][1] for _, b in links]))

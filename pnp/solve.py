@@ -30,19 +30,21 @@ from tqdm import tqdm  # noqa: E402
 
 from common.cli import add_config_flags, run  # noqa: E402
 from common.config import intrinsics, load_config, override  # noqa: E402
+from common.data.labels import HEADER_ERRORS  # noqa: E402
 from common.errors import InputError  # noqa: E402
-from common.geometry import cell_pixels  # noqa: E402
-from common.poses import INDOOR_THRESHOLDS, OUTDOOR_THRESHOLDS, pose_errors  # noqa: E402
 from common.formats import (  # noqa: E402
+    FORMATS,
+    PoseRecord,
     find_coord_files,
     foreign_lines,
-    FORMATS,
     pnp_output_paths,
-    PoseRecord,
+    pose_file_text,
     read_timestamps,
-    write_pose_file,
-    write_tum,
+    tum_text,
 )
+from common.geometry import cell_pixels  # noqa: E402
+from common.locks import atomic_write_texts, lock_folder  # noqa: E402
+from common.poses import INDOOR_THRESHOLDS, OUTDOOR_THRESHOLDS, pose_errors  # noqa: E402
 from pnp.evaluate import (  # noqa: E402
     format_summary,
     frames_and_sequences,
@@ -137,7 +139,7 @@ def _solve_file(task):
     try:
         data = np.load(path, allow_pickle=False)
         data = np.asarray(data, dtype=np.float32)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, *HEADER_ERRORS) as e:
         return k, None, f"unreadable coord file ({type(e).__name__}: {e})", 0, None
     if data.ndim != 3 or data.shape[2] != 4 or 0 in data.shape:
         return k, None, f"coord file has shape {tuple(data.shape)}, expected (h, w, 4)", 0, None
@@ -192,21 +194,6 @@ def _finite_or_none(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def _write_all(outputs):
-    """Writes {path: writer(tmp_path)} to temporary names first, then renames them all."""
-    temps = {}
-    try:
-        for path, writer in outputs.items():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temps[path] = tmp
-            writer(tmp)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
 
 
 def _positive(kind):
@@ -302,6 +289,7 @@ def main(argv=None):
     names, seq_of, seq_names = frames_and_sequences(indices, pose_paths, image_list,
                                                     cfg.get("sequence_length"))
 
+    lock = lock_folder(pose_file.parent, "output folder")  # one writer: a second run stops here
     threshold = default_threshold(K) if args.threshold is None else args.threshold
     options = {"cell": args.cell, "threshold": threshold, "hypotheses": args.hypotheses,
                "seed": args.seed, "min_confidence": args.min_confidence,
@@ -328,35 +316,29 @@ def main(argv=None):
                            "image_list": image_list, "timestamps": stamp_file,
                            "format": args.format, "K": K.tolist(), **options}
     if args.format == "kfnet":
-        def pose_writer(p):
-            write_pose_file(p, records)
+        pose_text = pose_file_text(records)
     else:
-        lines = foreign_lines(records, args.format, gt, inliers)
-
-        def pose_writer(p):
-            p.write_text("".join(line + "\n" for line in lines))
-    outputs = {pose_file: pose_writer,
-               summary_file: lambda p: p.write_text(json.dumps(_finite_or_none(summary), indent=2)
-                                                    + "\n")}
+        pose_text = "".join(line + "\n" for line in foreign_lines(records, args.format, gt, inliers))
+    texts = {pose_file: pose_text, summary_file: json.dumps(_finite_or_none(summary), indent=2) + "\n"}
     gt_records = [PoseRecord(k, names[k], pose_cw=gt[k]) for k in indices
                   if gt is not None and np.all(np.isfinite(gt[k]))]
     for (seq, is_gt), path in tum_paths(pose_file, seq_names, gt is not None).items():
         chosen = [r for r in (gt_records if is_gt else records)
                   if seq is None or seq_of[r.index] == seq]
-        outputs[path] = lambda p, chosen=chosen: write_tum(p, chosen, stamps)
-    pose_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_all(outputs)
+        texts[path] = tum_text(chosen, stamps)
+    atomic_write_texts(texts)
     table = INDOOR_THRESHOLDS if args.table == "indoor" else OUTDOOR_THRESHOLDS
     print("\n".join(format_summary(summary, table)))
     failed = summary["overall"]["failed"]
     if failed:
         reasons = sorted({r.failure for r in records if r.pose_cw is None})
         print(f"{failed} of {len(records)} frames failed, e.g.: {reasons[0]}")
-    print(f"wrote {pose_file} ({args.format}), {summary_file.name} and {len(outputs) - 2} TUM "
+    print(f"wrote {pose_file} ({args.format}), {summary_file.name} and {len(texts) - 2} TUM "
           f"file(s) ({tum_file.name}, …)")
     if gt is not None:
         gt_tum = tum_paths(pose_file, seq_names, True)[(None, True)]
         print(f"compare with evo: evo_ape tum {gt_tum} {tum_file} -a")
+    lock.release()
     return 0
 
 

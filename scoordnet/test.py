@@ -75,7 +75,7 @@ def main(argv=None):
                 world = transform_points(to_world, coords[j]).astype(np.float32)
                 formats.save_npy(formats.coord_file(out, k), formats.coord_output(world, sigma[j]))
             else:
-                world = np.load(formats.coord_file(out, k))[..., :3]
+                world = formats.read_map_file(formats.coord_file(out, k), 4, data.map_hw)[..., :3]
             if data.has_labels:
                 gt = transform_points(to_world, batch["coords"][i].numpy())
                 med, share = errors.add(k, world, gt, batch["mask"][i].numpy())

@@ -40,7 +40,7 @@ def main(argv=None):
                              seed=int(cfg["seed"]), start_step=start_step)
 
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
-                       snapshot=int(cfg["snapshot"]), progress=args.progress)
+                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def _shift_pair(size=128, dx=2, dy=-1, scale=0.01, seed=0):
 def test_stage_loss_learns_a_known_shift_in_both_directions():
     """Trained on one pair, which the stage takes in both directions per step, with its own loss,
     the flow finds (+2, −1) and (−2, +1) cells within half a cell on every cell the loss counts."""
-    from oflownet.training import both_directions
+    from oflownet.stage import both_directions
 
     texture, moved, first, second = _shift_pair()
     ones = np.ones((*first.shape[:2], 1), np.float32)

@@ -6,8 +6,8 @@ byte size tells which. The `LabelLayout`
 found for a file lets the tf.data pipeline decode it in graph code.
 """
 
-import ast
 import os
+import tokenize
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,9 @@ from common.errors import InputError
 from common.geometry import CELL, CELL_OFFSET
 
 NPY_MAGIC = b"\x93NUMPY"
+# What numpy's .npy header parser raises on garbage (it tokenizes the header as Python).
+HEADER_ERRORS = (ValueError, TypeError, SyntaxError, EOFError, MemoryError, RecursionError,
+                 tokenize.TokenError)
 
 
 @dataclass(frozen=True)
@@ -30,19 +33,23 @@ class LabelLayout:
 
 def _npy_header(path):
     """(data offset, shape, dtype descr, fortran order) of an .npy file, read without pickles."""
-    with open(path, "rb") as f:
-        magic = f.read(8)
-        if magic[:6] != NPY_MAGIC:
-            raise InputError(f"label {path} is not an .npy file")
-        major = magic[6]
-        size_bytes = 2 if major == 1 else 4
-        header_len = int.from_bytes(f.read(size_bytes), "little")
-        header = f.read(header_len).decode("latin1")
+    fmt = np.lib.format
     try:
-        meta = ast.literal_eval(header)
-    except (ValueError, SyntaxError):
+        with open(path, "rb") as f:
+            if f.read(6) != NPY_MAGIC:
+                raise InputError(f"label {path} is not an .npy file")
+            f.seek(0)
+            version = fmt.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"version {version}")
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except OSError as e:
+        raise InputError(f"cannot read label {path}: {e.strerror}") from None
+    except HEADER_ERRORS:
         raise InputError(f"label {path} has an unreadable .npy header") from None
-    return 8 + size_bytes + header_len, tuple(meta["shape"]), meta["descr"], meta["fortran_order"]
+    return offset, tuple(shape), dtype.str, bool(fortran)
 
 
 def label_layout(path, image_hw):
@@ -53,12 +60,14 @@ def label_layout(path, image_hw):
         raise InputError(f"label file not found: {path}")
     if str(path).endswith(".npy"):
         offset, shape, descr, fortran = _npy_header(path)
-        if descr not in ("<f4", "=f4", "|f4") or fortran:
+        if descr != "<f4" or fortran:
             raise InputError(f"label {path} must be C-ordered little-endian float32, got {descr}")
-        if shape == (h, w, 4):
-            return LabelLayout(offset, h, w, 1)
-        if shape == (height, width, 4):
-            return LabelLayout(offset, height, width, CELL)
+        layout = {(h, w, 4): LabelLayout(offset, h, w, 1),
+                  (height, width, 4): LabelLayout(offset, height, width, CELL)}.get(shape)
+        if layout is not None:
+            if os.path.getsize(path) < offset + layout.rows * layout.cols * 16:
+                raise InputError(f"label {path} is truncated: shorter than its {shape} float32 data")
+            return layout
         raise InputError(f"label {path} has shape {shape}, expected ({h}, {w}, 4) or "
                          f"({height}, {width}, 4) for {width}x{height} images")
     size = os.path.getsize(path)
@@ -73,8 +82,11 @@ def label_layout(path, image_hw):
 def read_label(path, image_hw, layout=None):
     """[h, w, 4] float32 label at map resolution (world frame, as stored)."""
     layout = layout or label_layout(path, image_hw)
-    data = np.fromfile(path, dtype="<f4", offset=layout.offset)
-    grid = data.reshape(layout.rows, layout.cols, 4)
+    try:
+        data = np.fromfile(path, dtype="<f4", count=layout.rows * layout.cols * 4, offset=layout.offset)
+        grid = data.reshape(layout.rows, layout.cols, 4)
+    except (OSError, ValueError):
+        raise InputError(f"label {path} cannot be read as {layout.rows}x{layout.cols}x4 float32") from None
     if layout.stride > 1:
         grid = grid[CELL_OFFSET::CELL, CELL_OFFSET::CELL]
     return np.ascontiguousarray(grid, dtype=np.float32)
