@@ -215,12 +215,14 @@ class Relocalizer:
 
     def step(self, image, new_sequence=False):
         """Result of one RGB frame, uint8 (or float 0..255) [H, W, 3]; new_sequence=True (or a
-        reset() before) restarts the filter here."""
+        reset() before, or a new image size) restarts the filter here."""
         t0 = time.perf_counter()
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be [H, W, 3], got shape {image.shape}")
-        start = bool(new_sequence) or self.stream.state is None
+        state = self.stream.state
+        start = bool(new_sequence) or state is None or \
+            tuple(state[0].shape[1:3]) != (image.shape[0] // 8, image.shape[1] // 8)  # a new image size
         if start:
             self.reset()
         z, r, flow, q = self.networks(tf.constant(image[None], tf.float32))

@@ -82,3 +82,51 @@ def test_nothing_points_outside_the_repository():
         text = path.read_text()
         for bad in ("../shared", "SPEC.md", "SPEC §"):
             assert bad not in text, f"{path.relative_to(ROOT)} mentions {bad}"
+
+
+def _module_imports():
+    """({module: project modules imported at module level}, {module: those imported in functions})."""
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in python_files() if p.relative_to(ROOT).parts[0] not in ("scripts", "tests")}
+
+    def resolve(name):
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    top, inner = {}, {}
+    for module, path in modules.items():
+        top[module], inner[module] = set(), set()
+
+        def visit(node, in_function):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                    names = [f"{child.module}.{a.name}" for a in child.names]
+                    targets = {resolve(n) if n in modules else resolve(child.module) for n in names}
+                elif isinstance(child, ast.Import):
+                    targets = {resolve(a.name) for a in child.names}
+                else:
+                    targets = set()
+                (inner if in_function else top)[module].update(t for t in targets if t and t != module)
+                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+        visit(ast.parse(path.read_text()), False)
+    return top, inner
+
+
+def test_no_import_cycle_and_no_function_level_import_hides_one():
+    top, inner = _module_imports()
+
+    def reachable(start):
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in top.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    assert [m for m in top if m in reachable(m)] == []
+    hidden = [f"{m} -> {t}" for m, targets in inner.items() for t in targets if m in reachable(t)]
+    assert hidden == [], "function-level imports that would be a cycle at module level: " + ", ".join(hidden)
+    assert "common.data.rgbd" not in inner["common.data.prepare"]  # the one this layout removed
