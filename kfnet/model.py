@@ -1,12 +1,12 @@
-"""KFNet (SPEC §1, §4): SCoordNet measures, OFlowNet predicts, the Kalman filter fuses.
+"""KFNet (docs/reference.md §1, §4): SCoordNet measures, OFlowNet predicts, the Kalman filter fuses.
 
-Wiring only: the networks live in scoordnet/ and oflownet/, the filter in kfnet/filter.py.
+Wiring only: the networks live in scoordnet/ and oflownet/, the filter in common/filter.py.
 Coordinates are in the scene's normalized frame; variances σ² throughout.
 """
 
 import tensorflow as tf
 
-from kfnet import filter as kf
+from common import filter as kf
 
 
 class KFNet:

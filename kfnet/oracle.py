@@ -1,6 +1,6 @@
 """How much temporal filtering can gain on a test sequence, whatever OFlowNet learns.
 
-Runs the filter of kfnet/filter.py over a KFNet test's saved measurement maps with the true
+Runs KFNet's filter loop (kfnet.relocalizer.KalmanStream) over a KFNet test's saved measurement maps with the true
 flow (from the labels and the ground-truth poses) and a constant process noise, and measures
 the two things that bound its gain: how alike consecutive measurement errors are (a filter
 averages errors away only where they differ from frame to frame) and how much the warp itself
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from kfnet import filter as kf
+from common import filter as kf
+from kfnet.relocalizer import KalmanStream
 
 
 @dataclass
@@ -53,23 +54,19 @@ def warp_loss_maps(frames):
 
 
 def filter_with_flow(frames, process_sigma, extra_sigmas=None):
-    """Posterior coordinates [h,w,3] per frame: the Kalman filter (SPEC §4, no NIS test) fed
+    """Posterior coordinates [h,w,3] per frame: the Kalman filter (docs/reference.md §4, no NIS test) fed
     each frame's measurement and its `flow`, with process noise σ_q = process_sigma (metres),
     or per cell max(process_sigma, extra_sigmas[k]) when [h,w] maps are given."""
-    posteriors, state = [], None
+    posteriors, stream = [], KalmanStream()
     for k, frame in enumerate(frames):
         z = tf.constant(frame.measurement[None, ..., :3], tf.float32)
         r = tf.constant(1.0 / np.square(frame.measurement[None, ..., 3:]), tf.float32)
-        if frame.new_sequence or state is None:
-            state = (z, r)
-        else:
-            flow = tf.constant(frame.flow[None], tf.float32)
-            sigma = np.full(frame.valid.shape, float(process_sigma))
-            if extra_sigmas is not None:
-                sigma = np.minimum(np.maximum(sigma, extra_sigmas[k]), 1e3)
-            prior = kf.predict(*state, flow, tf.constant(np.square(sigma)[None, ..., None], tf.float32))
-            state = kf.update(*prior, z, r)
-        posteriors.append(state[0].numpy()[0])
+        sigma = np.full(frame.valid.shape, float(process_sigma))
+        if extra_sigmas is not None:
+            sigma = np.minimum(np.maximum(sigma, extra_sigmas[k]), 1e3)
+        q = tf.constant(np.square(sigma)[None, ..., None], tf.float32)
+        step = stream.filter(z, r, tf.constant(frame.flow[None], tf.float32), q, frame.new_sequence)
+        posteriors.append(step.x.numpy()[0])
     return posteriors
 
 

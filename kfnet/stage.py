@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from kfnet import losses
-from kfnet.distribute import global_mean
+from common import losses
+from common.distribute import global_mean
 from kfnet.model import KFNet
 
 CAP = -2.0  # per-cell NLL cap of stage 3
@@ -50,7 +50,7 @@ class KFNetStage:
     def summary_images(self, batch, count=2):
         """Pictures of the first windows' last frame: coordinate error and σ of the measurement,
         prior and posterior; the flow into that frame and its σ_q."""
-        from kfnet import summaries
+        from common import summaries
 
         images = batch["images"][:count]
         out = self.model.window(images, training=False)

@@ -9,11 +9,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
 
 
 def main(argv=None):
-    from kfnet.training import setup_hardware, stage_settings, training_parser
+    from common.train_cli import setup_hardware, stage_settings, training_parser
 
     parser = training_parser(__doc__.splitlines()[0], width_flag=False)
     parser.add_argument("--scoordnet", help="model folder of a trained SCoordNet (this project's or an "
@@ -21,12 +21,12 @@ def main(argv=None):
     parser.add_argument("--oflownet", help="model folder of a trained OFlowNet to start from")
     args = parser.parse_args(argv)
     quiet_tensorflow(devices=True)
-    from kfnet.checkpoints import load_adam_moments, load_networks, network_widths, read_model_info
-    from kfnet.config import load_config, stage_config
-    from kfnet.data.pipelines import window_dataset
-    from kfnet.data.scene import load_input_folder
+    from common.checkpoints import load_adam_moments, load_networks, network_widths, read_model_info
+    from common.config import load_config, stage_config
+    from common.data.pipelines import window_dataset
+    from common.data.scene import load_input_folder
     from kfnet.stage import KFNetStage
-    from kfnet.trainer import Trainer, seed_everything
+    from common.trainer import Trainer, seed_everything
     from oflownet.model import OFlowNet
     from scoordnet.model import SCoordNet
 
@@ -67,7 +67,7 @@ def main(argv=None):
             else:
                 print(f"warning: no --{name}: {name} starts from random weights", file=sys.stderr)
 
-    # SPEC §5.3: from both pre-trained stages, training starts on the last learning-rate step.
+    # docs/reference.md §5.3: from both pre-trained stages, training starts on the last learning-rate step.
     start = 4 * int(cfg["stepvalue"]) if args.scoordnet and args.oflownet else 0
     trainer.restore_or_init(init, start)
     print(f"KFNet: {len(data)} frames {data.image_hw[1]}x{data.image_hw[0]}, windows of {cfg['window']}, "

@@ -1,4 +1,4 @@
-"""Cost volume of a frame pair and the soft-argmax that turns offset logits into flow (SPEC §3)."""
+"""Cost volume of a frame pair and the soft-argmax that turns offset logits into flow (docs/reference.md §3)."""
 
 import numpy as np
 import tensorflow as tf

@@ -1,4 +1,4 @@
-"""OFlowNet's feature tower: one 1/8-resolution, unit-length descriptor per map cell (SPEC §3)."""
+"""OFlowNet's feature tower: one 1/8-resolution, unit-length descriptor per map cell (docs/reference.md §3)."""
 
 import keras
 import tensorflow as tf

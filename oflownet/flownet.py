@@ -1,4 +1,4 @@
-"""OFlowNet's per-cell U-Net: an 8×8 cost volume → 64 offset logits and a process-noise σ (SPEC §3).
+"""OFlowNet's per-cell U-Net: an 8×8 cost volume → 64 offset logits and a process-noise σ (docs/reference.md §3).
 
 Layers and kernel sizes follow the original (cnn_wrapper/OFlowNet.py): every conv and
 transposed conv is 3×3, biased and ReLU except `prediction`; the noise head reads conv3b's

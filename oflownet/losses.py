@@ -1,4 +1,4 @@
-"""OFlowNet's photometric loss (SPEC §5.2); the edge-aware smoothness is kfnet.losses.smoothness.
+"""OFlowNet's photometric loss (docs/reference.md §5.2); the edge-aware smoothness is common.losses.smoothness.
 
 Normalization, as in the original: the per-pixel loss is summed over the 3 colour channels
 and over valid cells, then divided by (number of valid cells + 1), i.e. not by 3·n.
@@ -6,7 +6,7 @@ and over valid cells, then divided by (number of valid cells + 1), i.e. not by 3
 
 import tensorflow as tf
 
-from kfnet.filter import warp
+from common.filter import warp
 
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2

@@ -1,4 +1,4 @@
-"""OFlowNet (SPEC §3): feature tower + cost volume + per-cell U-Net → flow and process noise.
+"""OFlowNet (docs/reference.md §3): feature tower + cost volume + per-cell U-Net → flow and process noise.
 
 Flow is in map cells, from a current-frame cell to its position in the previous frame,
 (x, y) = (column, row) order; σ_q is a standard deviation in metres.

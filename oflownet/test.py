@@ -11,17 +11,12 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
 
 EPILOG = """Each file is float32 h x w x 3, as the original writes it: flow u, v in map cells from a cell of
 frame k-1 to its position in frame k, and confidence 1/sigma_q. With label_list.txt, frame k's labels
 warped back by the flow are compared with frame k-1's (cm); with pose_list.txt too, the flow is
 compared with the flow the poses give (cells), using the intrinsics of --scene/--config."""
-
-
-def flow_file(folder, k):
-    """OUT/<k-1>_<k>_flow.npy: the flow of pair (k − 1, k), frame k−1's cells into frame k."""
-    return Path(folder) / f"{k - 1}_{k}_flow.npy"
 
 
 def label_errors_cm(prior_hw3, usable_hw, coords_cur_hw3, mask_cur_hw1):
@@ -34,9 +29,9 @@ def ground_truth_flow(world_cur_hw3, mask_cur_hw1, world_prev_hw3, mask_prev_hw1
                       camera_33):
     """([h, w, 2] flow in cells that frame k−1's pose and intrinsics give each labelled cell of frame k,
     [h, w] bool where it is known: in front, in view, and not hidden in frame k−1)."""
-    from kfnet.geometry import ground_truth_flow as projected_flow
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
+    from common.geometry import ground_truth_flow as projected_flow
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
 
     h, w = mask_cur_hw1.shape[:2]
     flow = projected_flow(world_cur_hw3, pose_prev_cw, camera_33)
@@ -76,7 +71,7 @@ class PairScores:
         self.still_cm.append(label_errors_cm(coords_prev, mask_prev[..., 0] > 0.5, coords_cur, mask_cur))
         line = f"pair {k - 1}_{k}: warped label error mean {_mean(err):.2f} cm"
         if self.poses is not None:
-            from kfnet.geometry import transform_points
+            from common.geometry import transform_points
 
             gt, known = ground_truth_flow(transform_points(self.to_world, coords_cur), mask_cur,
                                           transform_points(self.to_world, coords_prev), mask_prev,
@@ -120,8 +115,19 @@ def _median(x):
     return float(np.median(x)) if np.size(x) else float("nan")
 
 
+def load_network(model_folder, image_hw, cfg_full=None, step=None):
+    """(OFlowNet built for image_hw and loaded, checkpoint path) from an OFlowNet or KFNet model
+    folder of this project, or an original TF1 release."""
+    from common.test_cli import build_networks
+    from oflownet.model import OFlowNet
+
+    nets, ckpt = build_networks(model_folder, {"oflownet": lambda w: OFlowNet(width=w).build_for(image_hw)},
+                                cfg_full, step=step)
+    return nets["oflownet"], ckpt
+
+
 def main(argv=None):
-    from kfnet.testing import test_settings, testing_parser
+    from common.test_cli import test_settings, testing_parser
 
     p = testing_parser(__doc__.splitlines()[0])
     p.epilog = EPILOG
@@ -132,28 +138,25 @@ def main(argv=None):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from kfnet import outputs
-    from kfnet.config import intrinsics, load_config
-    from kfnet.data.pipelines import test_dataset
-    from kfnet.data.scene import load_input_folder
-    from kfnet.errors import InputError
-    from kfnet.filter import warped_labels
-    from kfnet.poses import invert_rigid
-    from kfnet.testing import build_networks
+    from common import formats
+    from common.config import intrinsics, load_config
+    from common.data.pipelines import test_dataset
+    from common.data.scene import load_input_folder
+    from common.errors import InputError
+    from common.filter import warped_labels
+    from common.poses import invert_rigid
 
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg_full = load_config(args.scene, args.config)
     cfg = test_settings(args, "oflownet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
-    nets, ckpt = build_networks(args.model_folder, ["oflownet"], data.image_hw, cfg_full,
-                                step=args.checkpoint)
-    net = nets["oflownet"]
+    net, ckpt = load_network(args.model_folder, data.image_hw, cfg_full, step=args.checkpoint)
     out = Path(args.output_folder)
     starts = data.sequence_starts
     signature = {"stage": "oflownet", "checkpoint": ckpt, "sequence_length": cfg.get("sequence_length"),
                  "input_folder": str(Path(args.input_folder).resolve())}
-    outputs.open_output_folder(out, signature)
+    formats.open_output_folder(out, signature)
 
     h, w = data.map_hw
     camera = intrinsics(cfg)
@@ -184,7 +187,7 @@ def main(argv=None):
         return warped_labels(flow, coords_prev, mask_prev)
 
     pairs = [k for k in range(len(data)) if not starts[k]]
-    todo = {k for k in pairs if not flow_file(out, k).exists()}
+    todo = {k for k in pairs if not formats.flow_file(out, k).exists()}
     if len(todo) < len(pairs):
         print(f"{len(pairs) - len(todo)} of {len(pairs)} flow maps already in {out}; computing the rest")
     needed = todo | {k - 1 for k in todo}  # frames whose features a remaining pair uses
@@ -215,11 +218,11 @@ def main(argv=None):
                              tf.stack([a[1] for a, _ in run_pairs])).numpy()
             net_seconds += time.time() - t
             for (_, b), f in zip(run_pairs, result):
-                outputs.save_npy(flow_file(out, b[0]), f)
+                formats.save_npy(formats.flow_file(out, b[0]), f)
                 flows[b[0]] = f
         if scores is not None and links:
             flow = np.stack([flows[b[0]] if b[0] in flows
-                             else outputs.read_map_file(flow_file(out, b[0]), 3, (h, w), "flow file")
+                             else formats.read_map_file(formats.flow_file(out, b[0]), 3, (h, w), "flow file")
                              for _, b in links])
             prior, usable = warp_labels(flow[..., :2], np.stack([b[2][0] for _, b in links]),
                                         np.stack([b[2][1] for _, b in links]))
@@ -239,7 +242,7 @@ def main(argv=None):
         summary.update(scores.summary())
         for line in scores.summary_lines():
             print(line)
-    outputs.mark_complete(out, {"oflownet": summary})
+    formats.mark_complete(out, {"oflownet": summary})
     if computed:
         print(f"{computed} frames in {seconds:.1f} s: {summary['frames_per_second']:.1f} frames/s "
               f"(network alone {summary['network_frames_per_second']:.1f} frames/s)")

@@ -9,11 +9,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
 
 
 def parser():
-    from kfnet.training import training_parser
+    from common.train_cli import training_parser
 
     p = training_parser(__doc__.splitlines()[0], scene_required=False)
     p.add_argument("--noise", action="store_const", const=True,
@@ -25,15 +25,15 @@ def parser():
 
 
 def main(argv=None):
-    from kfnet.training import setup_hardware, stage_settings
+    from common.train_cli import setup_hardware, stage_settings
 
     args = parser().parse_args(argv)
     quiet_tensorflow(devices=True)
-    from kfnet.data.pipelines import consecutive_pairs, pair_dataset
-    from kfnet.data.scene import load_input_folder
-    from kfnet.errors import InputError
-    from kfnet.trainer import Trainer, seed_everything
-    from oflownet.training import OFlowNetStage
+    from common.data.pipelines import consecutive_pairs, pair_dataset
+    from common.data.scene import load_input_folder
+    from common.errors import InputError
+    from common.trainer import Trainer, seed_everything
+    from oflownet.stage import OFlowNetStage
 
     cfg = stage_settings(args, "oflownet")
     if args.noise:

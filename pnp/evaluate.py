@@ -1,28 +1,15 @@
-"""The PnP command's bookkeeping: coord files, frame names, sequences, ground truth, summaries."""
+"""The PnP command's bookkeeping: frame names, sequences, ground truth, summaries."""
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from kfnet.data.lists import read_list, sequence_ids
-from kfnet.errors import InputError
-from kfnet.poses import INDOOR_THRESHOLDS, read_matrix_file, summarize_errors, threshold_key
-
-COORD_NAME = re.compile(r"^coord_(\d+)\.npy$")
-
-
-def find_coord_files(folder):
-    """[(k, path)] of every coord_<k>.npy in folder, by k."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"coord folder not found: {folder}")
-    found = sorted((int(m.group(1)), str(p)) for p in folder.iterdir()
-                   if (m := COORD_NAME.match(p.name)) and p.is_file())
-    if not found:
-        raise InputError(f"no coord_<k>.npy files in {folder}")
-    return found
+from common.data.lists import sequence_ids
+from common.errors import InputError
+from common import formats
+from common.formats import read_list, read_matrix_file
+from common.poses import INDOOR_THRESHOLDS, summarize_errors, threshold_key
 
 
 def _check_covers(paths, indices, what, path):
@@ -64,7 +51,7 @@ def frames_and_sequences(indices, pose_paths=None, image_list=None, sequence_len
     else:
         seq = {k: 0 for k in indices}
         seq_names = {0: "all"}
-    image = {k: (names[k] if names is not None else f"coord_{k}.npy") for k in indices}
+    image = {k: (names[k] if names is not None else formats.coord_file(".", k).name) for k in indices}
     return image, seq, seq_names
 
 

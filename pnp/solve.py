@@ -5,7 +5,7 @@
 Writes the pose file (ours, or ACE's / DSAC*'s with --format), a TUM trajectory
 `<stem>.tum.txt` (with --gt also the ground truth `<stem>.gt.tum.txt`, and with several
 sequences one pair `<stem>.<sequence>[.gt].tum.txt` each) and a summary `<stem>.summary.json`
-(errors when ground truth is given, time per frame) next to it (SPEC §2, §6).
+(errors when ground truth is given, time per frame) next to it (docs/reference.md §2, §6).
 `solve_frame` is the one-frame solver.
 """
 
@@ -28,28 +28,29 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from kfnet.cli import add_config_flags, run  # noqa: E402
-from kfnet.config import intrinsics, load_config, override  # noqa: E402
-from kfnet.data.labels import HEADER_ERRORS  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
-from kfnet.geometry import cell_pixels  # noqa: E402
-from kfnet.locks import atomic_write_texts, lock_folder  # noqa: E402
-from kfnet.poses import (  # noqa: E402
-    INDOOR_THRESHOLDS,
-    OUTDOOR_THRESHOLDS,
+from common.cli import add_config_flags, run  # noqa: E402
+from common.config import intrinsics, load_config, override  # noqa: E402
+from common.data.labels import HEADER_ERRORS  # noqa: E402
+from common.errors import InputError  # noqa: E402
+from common.formats import (  # noqa: E402
+    FORMATS,
     PoseRecord,
-    pose_errors,
+    find_coord_files,
+    foreign_lines,
+    pnp_output_paths,
     pose_file_text,
+    read_timestamps,
     tum_text,
 )
+from common.geometry import cell_pixels  # noqa: E402
+from common.locks import atomic_write_texts, lock_folder  # noqa: E402
+from common.poses import INDOOR_THRESHOLDS, OUTDOOR_THRESHOLDS, pose_errors  # noqa: E402
 from pnp.evaluate import (  # noqa: E402
-    find_coord_files,
     format_summary,
     frames_and_sequences,
     load_ground_truth,
     summarize,
 )
-from pnp.formats import FORMATS, foreign_lines, read_timestamps  # noqa: E402
 from pnp.ransac import ransac_pnp  # noqa: E402
 
 # 10 px at 7-Scenes' f = 525 (640×480): ~1.1° of view angle, i.e. 4 cm sideways at 2 m, so
@@ -167,18 +168,10 @@ def solve_files(files, K, options, workers, progress=True):
     return out
 
 
-def output_paths(pose_file):
-    """(pose file, TUM trajectory `<stem>.tum.txt`, summary `<stem>.summary.json`)."""
-    pose_file = Path(pose_file)
-    stem = pose_file.with_suffix("").name if pose_file.suffix else pose_file.name
-    return (pose_file, pose_file.with_name(stem + ".tum.txt"),
-            pose_file.with_name(stem + ".summary.json"))
-
-
 def tum_paths(pose_file, seq_names, has_gt):
     """{(sequence id or None, is ground truth): TUM file} — None is all frames; sequences get
     their own pair `<stem>.<name>[.gt].tum.txt` only when there are several."""
-    _, tum_file, _ = output_paths(pose_file)
+    _, tum_file, _ = pnp_output_paths(pose_file)
     stem = tum_file.name[: -len(".tum.txt")]
     names = list(seq_names.values())
     out = {}
@@ -279,7 +272,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    pose_file, tum_file, summary_file = output_paths(args.output)
+    pose_file, tum_file, summary_file = pnp_output_paths(args.output)
     if pose_file.is_dir():
         raise InputError(f"output {pose_file} is a folder; give a pose file name")
     cfg = override(load_config(args.scene, args.config), focal=args.focal, cx=args.cx, cy=args.cy)

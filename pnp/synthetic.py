@@ -1,6 +1,6 @@
 """Generated scene-coordinate maps with a known pose, for tests and the PnP benchmark.
 
-Each cell's pixel (8j, 8i) (kfnet.geometry.cell_pixels) is back-projected with K at a random depth and mapped
+Each cell's pixel (8j, 8i) (common.geometry.cell_pixels) is back-projected with K at a random depth and mapped
 to world coordinates with the true camera-to-world pose, so the geometry is exact before
 noise. Inliers get Gaussian noise with a per-cell σ and a confidence 1/σ that is right up to
 a random factor; outliers sit in blobs (networks fail on regions, not on single cells), are
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kfnet.geometry import cell_pixels
+from common.geometry import cell_pixels
 
 
 @dataclass

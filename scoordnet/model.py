@@ -1,4 +1,4 @@
-"""SCoordNet, the measurement system (SPEC §3): image → scene coordinates and their uncertainty."""
+"""SCoordNet, the measurement system (docs/reference.md §3): image → scene coordinates and their uncertainty."""
 
 import keras
 import tensorflow as tf
@@ -21,7 +21,7 @@ def scaled(filters, width):
 
 
 def normalize_image(images):
-    """Network input normalization of SPEC §3: (I − 128) · 0.00625 for I in [0, 255]."""
+    """Network input normalization of docs/reference.md §3: (I − 128) · 0.00625 for I in [0, 255]."""
     return (tf.cast(images, tf.float32) - 128.0) * 0.00625
 
 

@@ -9,11 +9,22 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
+
+
+def load_network(model_folder, image_hw, cfg_full=None, step=None):
+    """(SCoordNet built for image_hw and loaded, checkpoint path) from a SCoordNet or KFNet model
+    folder of this project, or an original TF1 release."""
+    from common.test_cli import build_networks
+    from scoordnet.model import SCoordNet
+
+    nets, ckpt = build_networks(model_folder, {"scoordnet": lambda w: SCoordNet(width=w).build_for(image_hw)},
+                                cfg_full, step=step)
+    return nets["scoordnet"], ckpt
 
 
 def main(argv=None):
-    from kfnet.testing import test_settings, testing_parser
+    from common.test_cli import test_settings, testing_parser
 
     args = testing_parser(__doc__.splitlines()[0]).parse_args(argv)
     quiet_tensorflow(devices=True)
@@ -21,27 +32,25 @@ def main(argv=None):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from kfnet import outputs
-    from kfnet.config import load_config
-    from kfnet.data.pipelines import test_dataset
-    from kfnet.data.scene import load_input_folder
-    from kfnet.errors import InputError
-    from kfnet.evaluation import CoordErrors
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
-    from kfnet.testing import build_networks
+    from common import formats
+    from common.config import load_config
+    from common.data.pipelines import test_dataset
+    from common.data.scene import load_input_folder
+    from common.errors import InputError
+    from common.evaluation import CoordErrors
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
 
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg = test_settings(args, "scoordnet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
-    nets, ckpt = build_networks(args.model_folder, ["scoordnet"], data.image_hw,
-                                load_config(args.scene, args.config), step=args.checkpoint)
-    net = nets["scoordnet"]
+    net, ckpt = load_network(args.model_folder, data.image_hw, load_config(args.scene, args.config),
+                             step=args.checkpoint)
     signature = {"stage": "scoordnet", "checkpoint": ckpt,
                  "input_folder": str(Path(args.input_folder).resolve())}
     out = Path(args.output_folder)
-    outputs.open_output_folder(out, signature)
+    formats.open_output_folder(out, signature)
     to_world = invert_rigid(data.transform)
 
     @tf.function(input_signature=[tf.TensorSpec([None, *data.image_hw, 3], tf.float32)])
@@ -49,7 +58,7 @@ def main(argv=None):
         return net(images, training=False)
 
     errors = CoordErrors("SCoordNet")
-    done = {k for k in range(len(data)) if outputs.coord_file(out, k).exists()}
+    done = {k for k in range(len(data)) if formats.coord_file(out, k).exists()}
     if done:
         print(f"{len(done)} of {len(data)} frames already in {out}; computing the rest")
     bar = tqdm(total=len(data), desc="scoordnet test", unit="frame", disable=not args.progress)
@@ -64,9 +73,9 @@ def main(argv=None):
             if i in todo:
                 j = todo.index(i)
                 world = transform_points(to_world, coords[j]).astype(np.float32)
-                outputs.save_npy(outputs.coord_file(out, k), outputs.coord_output(world, sigma[j]))
+                formats.save_npy(formats.coord_file(out, k), formats.coord_output(world, sigma[j]))
             else:
-                world = outputs.read_map_file(outputs.coord_file(out, k), 4, data.map_hw)[..., :3]
+                world = formats.read_map_file(formats.coord_file(out, k), 4, data.map_hw)[..., :3]
             if data.has_labels:
                 gt = transform_points(to_world, batch["coords"][i].numpy())
                 med, share = errors.add(k, world, gt, batch["mask"][i].numpy())
@@ -75,7 +84,7 @@ def main(argv=None):
         bar.update(len(ks))
     bar.close()
     summary = errors.summary() if data.has_labels else None
-    outputs.mark_complete(out, {"scoordnet": summary} if summary else None)
+    formats.mark_complete(out, {"scoordnet": summary} if summary else None)
     if summary:
         print(errors.summary_line())
     print(f"wrote {len(data)} coordinate maps to {out}")

@@ -1,4 +1,4 @@
-"""Train SCoordNet on one scene (stage 1, SPEC §5.1).
+"""Train SCoordNet on one scene (stage 1, docs/reference.md §5.1).
 
     python scoordnet/train.py --input_folder IN --model_folder M --scene chess
 """
@@ -9,18 +9,18 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import quiet_tensorflow, run  # noqa: E402
+from common.cli import quiet_tensorflow, run  # noqa: E402
 
 
 def main(argv=None):
-    from kfnet.training import setup_hardware, stage_settings, training_parser
+    from common.train_cli import setup_hardware, stage_settings, training_parser
 
     args = training_parser(__doc__.splitlines()[0]).parse_args(argv)
     quiet_tensorflow(devices=True)
-    from kfnet.data.pipelines import frame_dataset
-    from kfnet.data.scene import load_input_folder
-    from kfnet.trainer import Trainer, seed_everything
-    from scoordnet.training import SCoordNetStage
+    from common.data.pipelines import frame_dataset
+    from common.data.scene import load_input_folder
+    from common.trainer import Trainer, seed_everything
+    from scoordnet.stage import SCoordNetStage
 
     cfg = stage_settings(args, "scoordnet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"))

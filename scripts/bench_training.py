@@ -27,8 +27,8 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from kfnet.cli import HelpFormatter, add_config_flags, add_folder_flag, run  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
+from common.cli import HelpFormatter, add_config_flags, add_folder_flag, run  # noqa: E402
+from common.errors import InputError  # noqa: E402
 
 # variant → (strategy, cpu_replicas, xla, mixed precision)
 VARIANTS = {
@@ -45,11 +45,11 @@ FULL = (640, 480)
 
 def _build(stage_name, cfg, data, widths):
     """The stage object and its dataset factory, as the train.py scripts build them."""
-    from kfnet.data.pipelines import frame_dataset, window_dataset
+    from common.data.pipelines import frame_dataset, window_dataset
 
     batch = BATCH[stage_name]
     if stage_name == "scoordnet":
-        from scoordnet.training import SCoordNetStage
+        from scoordnet.stage import SCoordNetStage
 
         return (lambda: SCoordNetStage(widths["scoordnet"], data.image_hw),
                 lambda: frame_dataset(data, batch, augment=bool(cfg["augment"]), seed=0))
@@ -64,13 +64,13 @@ def _build(stage_name, cfg, data, widths):
 
 def measure(spec):
     """Runs one variant in this process; returns seconds to the first step, steps/s and losses."""
-    from kfnet.cli import quiet_tensorflow
+    from common.cli import quiet_tensorflow
 
     quiet_tensorflow()
-    from kfnet.config import load_config, override, stage_config
-    from kfnet.data.scene import load_input_folder
-    from kfnet.distribute import make_strategy, set_mixed_precision
-    from kfnet.trainer import Trainer, seed_everything
+    from common.config import load_config, override, stage_config
+    from common.data.scene import load_input_folder
+    from common.distribute import make_strategy, set_mixed_precision
+    from common.trainer import Trainer, seed_everything
 
     strategy_name, cpu_replicas, xla, mixed = VARIANTS[spec["variant"]]
     strategy = make_strategy(strategy_name, cpu_replicas)
@@ -104,8 +104,8 @@ def measure(spec):
 
 def _make_scene(root, size, frames):
     """A prepared synthetic room of `frames` frames per sequence at `size` (w, h); its input folder."""
-    from kfnet.data.prepare import Camera, prepare_scene
-    from kfnet.synthetic import SceneSettings, intrinsics_for, write_scene
+    from common.data.prepare import Camera, prepare_scene
+    from common.data.synthetic import SceneSettings, intrinsics_for, write_scene
 
     settings = SceneSettings(width=size[0], height=size[1], frames=frames, sequences=2,
                              test_sequences=1)
@@ -118,7 +118,7 @@ def _make_scene(root, size, frames):
 
 def _widths(stage, scene, config, width):
     """'0.25' (SCoordNet) or '0.25 / 0.5' (KFNet: SCoordNet / OFlowNet) for the table."""
-    from kfnet.config import load_config, stage_config
+    from common.config import load_config, stage_config
 
     full = load_config(scene, config)
     names = ("scoordnet",) if stage == "scoordnet" else ("scoordnet", "oflownet")
@@ -173,7 +173,7 @@ def main(argv=None):
         return 0
     if args.steps <= 0 or args.full_steps <= 0 or args.warmup < 0:
         raise InputError("--steps and --full_steps must be positive, --warmup not negative")
-    from kfnet.cli import quiet_tensorflow
+    from common.cli import quiet_tensorflow
 
     quiet_tensorflow()
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,6 +5,8 @@
 - SCoordNet test (scoordnet/test.py: reading, network, writing, evaluation) frames/s vs the raw
   model forward pass on the same frames: the pipeline's overhead.
 - KFNet streaming test (kfnet/test.py) vs the SCoordNet test: the cost of OFlowNet + the filter.
+- kfnet.Relocalizer.step, one frame per call (both networks, the filter, RANSAC-PnP; images
+  already in memory) vs the KFNet test CLI.
 - The full-size SCoordNet (width 1.0, 640×480) achieved GFLOP/s vs a large float32 matmul's
   GFLOP/s in the same process: how close the network runs to what this machine can do.
 - RANSAC-PnP ms per frame on 60×80 maps (640×480 frames) with 30 % outliers.
@@ -22,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import parse_size, quiet_tensorflow, run  # noqa: E402
+from common.cli import parse_size, quiet_tensorflow, run  # noqa: E402
 
 
 def conv_flops(net, image_hw):
@@ -57,11 +59,15 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
+    import cv2
+
+    from common.checkpoints import write_model_info
+    from common.config import load_config, stage_config
+    from common.data.prepare import Camera, prepare_scene
+    from common.data.synthetic import SceneSettings, write_scene
+    from common.formats import read_list
+    from kfnet import Relocalizer
     from kfnet import test as kfnet_test
-    from kfnet.checkpoints import write_model_info
-    from kfnet.config import load_config, stage_config
-    from kfnet.data.prepare import Camera, prepare_scene
-    from kfnet.synthetic import SceneSettings, write_scene
     from oflownet.model import OFlowNet
     from pnp.solve import solve_frame
     from pnp.synthetic import make_frame
@@ -107,6 +113,22 @@ def main(argv=None):
                      f"{scoord_fps / raw:.2f}"))
         rows.append(("KFNet streaming vs SCoordNet test", f"{kfnet_fps:.1f} vs {scoord_fps:.1f} frames/s",
                      f"{kfnet_fps / scoord_fps:.2f}"))
+
+        # The streaming API, one frame per call: both networks, the filter and RANSAC-PnP.
+        test_folder = tmp / "data" / "test"
+        K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+        with contextlib.redirect_stdout(io.StringIO()):
+            reloc = Relocalizer.load(model, scene="synthetic", intrinsics=K,
+                                     transform=test_folder / "transform.txt")
+        rgb = [cv2.imread(p)[..., ::-1].copy() for p in read_list(test_folder / "image_list.txt")]
+        reloc.step(rgb[0])  # traces the network pass and the filter step
+        reloc.reset()
+        t0 = time.perf_counter()
+        for image in rgb:
+            reloc.step(image)
+        step_fps = len(rgb) / (time.perf_counter() - t0)
+        rows.append(("Relocalizer.step (networks + filter + PnP) vs KFNet test", f"{step_fps:.1f} vs "
+                     f"{kfnet_fps:.1f} frames/s", f"{step_fps / kfnet_fps:.2f}"))
 
     # Full-size SCoordNet against a large matmul.
     full = SCoordNet(width=1.0).build_for((480, 640))

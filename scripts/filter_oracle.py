@@ -21,8 +21,9 @@ if __package__ in (None, ""):
 import argparse  # noqa: E402
 import json  # noqa: E402
 
-from kfnet.cli import HelpFormatter, add_config_flags, add_folder_flag, quiet_tensorflow, run  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
+from common import formats  # noqa: E402
+from common.cli import HelpFormatter, add_config_flags, add_folder_flag, quiet_tensorflow, run  # noqa: E402
+from common.errors import InputError  # noqa: E402
 
 
 def parse_args(argv):
@@ -45,8 +46,8 @@ def read_frames(data, results, camera):
     """oracle.Frame per test frame, from labels, poses and OUT/measurement/coord_<k>.npy."""
     import numpy as np
 
-    from kfnet.data.labels import read_label
-    from kfnet.geometry import ground_truth_flow
+    from common.data.labels import read_label
+    from common.geometry import ground_truth_flow
     from kfnet.oracle import Frame
 
     folder = Path(results) / "measurement"
@@ -55,7 +56,7 @@ def read_frames(data, results, camera):
     poses = data.read_poses()
     frames = []
     for k, new_sequence in enumerate(data.sequence_starts):
-        path = folder / f"coord_{k}.npy"
+        path = formats.coord_file(folder, k)
         if not path.is_file():
             raise InputError(f"missing {path}: the KFNet test did not finish")
         measurement = np.load(path)
@@ -75,7 +76,7 @@ def read_frames(data, results, camera):
 def kfnet_posterior_cm(frames, results):
     import numpy as np
 
-    errors = [np.linalg.norm(np.load(Path(results) / f"coord_{k}.npy")[..., :3] - f.label, axis=-1)[f.valid]
+    errors = [np.linalg.norm(np.load(formats.coord_file(results, k))[..., :3] - f.label, axis=-1)[f.valid]
               for k, f in enumerate(frames)]
     return 100 * float(np.median(np.concatenate(errors)))
 
@@ -85,8 +86,8 @@ def main(argv=None):
     if args.output and Path(args.output).is_dir():
         raise InputError(f"--output {args.output} is a folder, not a file")
     quiet_tensorflow()
-    from kfnet.config import intrinsics, load_config
-    from kfnet.data.scene import load_input_folder
+    from common.config import intrinsics, load_config
+    from common.data.scene import load_input_folder
     from kfnet.oracle import analyse
 
     cfg = load_config(args.scene, args.config)

@@ -12,8 +12,8 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import add_folder_flag, parse_size, run
-from kfnet.synthetic import SceneSettings, intrinsics_for, write_scene
+from common.cli import add_folder_flag, parse_size, run
+from common.data.synthetic import SceneSettings, intrinsics_for, write_scene
 
 
 def main(argv=None):

@@ -17,14 +17,13 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.labels import read_label, write_label
-from kfnet.data.prepare import format_matrix, write_text
-from kfnet.data.scene import load_input_folder
-from kfnet.errors import InputError
-from kfnet.geometry import transform_points
-from kfnet.data.lists import read_list
-from kfnet.poses import read_matrix_file
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.labels import read_label, write_label
+from common.data.prepare import format_matrix, write_text
+from common.data.scene import load_input_folder
+from common.errors import InputError
+from common.geometry import transform_points
+from common.formats import read_list, read_matrix_file
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """Turns a 12-Scenes scene as downloaded (SCENE/info.txt, split.txt, data/frame-NNNNNN.color.jpg,
-.depth.png, .pose.txt) into the input folders of SPEC §2: OUT/train/ and OUT/test/.
+.depth.png, .pose.txt) into the input folders of docs/reference.md §2: OUT/train/ and OUT/test/.
 
 The colour images (1296×968) are resized to the depth images' size (640×480) into
 OUT/<split>/images/ with the intrinsics of info.txt scaled alike; depth is registered to colour.
@@ -18,11 +18,10 @@ import argparse
 
 import cv2
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.raw import read_pgt, resize_images, twelve_scenes_camera, twelve_scenes_frames
-from kfnet.data.rgbd import prepare_frames
-from kfnet.errors import InputError
-from scripts.prepare_tum import report
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.raw import read_pgt, resize_images, twelve_scenes_camera, twelve_scenes_frames
+from common.data.rgbd import prepare_frames, report
+from common.errors import InputError
 
 
 def main(argv=None):

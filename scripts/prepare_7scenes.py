@@ -1,5 +1,5 @@
 """Turns a scene in the 7-Scenes layout (7-Scenes, 12-Scenes folders alike, the synthetic room) into
-the input folders of SPEC §2: OUT/train/ and OUT/test/, each with image_list.txt, label_list.txt,
+the input folders of docs/reference.md §2: OUT/train/ and OUT/test/, each with image_list.txt, label_list.txt,
 pose_list.txt, transform.txt and labels/ (float32 h×w×4 scene coordinates at map resolution).
 
 Intrinsics: --focal/--focal_y/--cx/--cy/--depth_focal override the scene config (--scene or
@@ -22,12 +22,12 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import add_config_flags, add_folder_flag, run
-from kfnet.config import load_config
-from kfnet.data.prepare import SPLIT_FILES, Camera, prepare_scene
-from kfnet.data.raw import read_pgt, seven_scenes_frames
-from kfnet.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, prepare_frames
-from kfnet.errors import InputError
+from common.cli import add_config_flags, add_folder_flag, run
+from common.config import load_config
+from common.data.prepare import SPLIT_FILES, Camera, prepare_scene
+from common.data.raw import read_pgt, seven_scenes_frames
+from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, prepare_frames
+from common.errors import InputError
 
 INTRINSIC_FLAGS = ("focal", "focal_y", "cx", "cy", "depth_focal")
 

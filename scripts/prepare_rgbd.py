@@ -1,4 +1,4 @@
-"""Turns one's own RGB-D captures into the input folders of SPEC §2 (OUT/train/, OUT/test/).
+"""Turns one's own RGB-D captures into the input folders of docs/reference.md §2 (OUT/train/, OUT/test/).
 
 Each sequence folder holds rgb/NAME.png|jpg, depth/NAME.png (uint16, --depth_scale units per
 metre, 0 invalid, registered to the colour image and of its size) and poses/NAME.txt (4×4
@@ -14,11 +14,10 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.prepare import Camera
-from kfnet.data.raw import generic_sequence, read_intrinsics
-from kfnet.data.rgbd import prepare_frames
-from scripts.prepare_tum import report
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.prepare import Camera
+from common.data.raw import generic_sequence, read_intrinsics
+from common.data.rgbd import prepare_frames, report
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """Turns TUM RGB-D sequences (as downloaded and unpacked: rgb.txt, depth.txt, groundtruth.txt,
-rgb/, depth/) into the input folders of SPEC §2: OUT/train/ and OUT/test/, with labels, lists,
+rgb/, depth/) into the input folders of docs/reference.md §2: OUT/train/ and OUT/test/, with labels, lists,
 transform.txt (from the training sequences), poses/ (the ground truth interpolated at each
 colour image's time) and timestamps.txt (pnp/solve.py's TUM files keep the dataset's times).
 
@@ -15,11 +15,11 @@ if __package__ in (None, ""):
 
 import argparse
 
-from kfnet.cli import HelpFormatter, add_folder_flag, run
-from kfnet.data.prepare import Camera
-from kfnet.data.raw import TUM_DEPTH_SCALE, TUM_INTRINSICS, tum_camera_name, tum_sequence
-from kfnet.data.rgbd import prepare_frames
-from kfnet.errors import InputError
+from common.cli import HelpFormatter, add_folder_flag, run
+from common.data.prepare import Camera
+from common.data.raw import TUM_DEPTH_SCALE, TUM_INTRINSICS, tum_camera_name, tum_sequence
+from common.data.rgbd import prepare_frames, report
+from common.errors import InputError
 
 
 def tum_camera(folders, args):
@@ -80,11 +80,6 @@ def main(argv=None):
     report(stats, args.output_folder)
     return 0
 
-
-def report(stats, out):
-    for split, (written, kept, valid) in stats.items():
-        share = f", {100 * valid:.1f}% valid cells" if valid is not None else ""
-        print(f"{split}: {written} labels written, {kept} kept{share} → {Path(out) / split}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import STRATEGIES, HelpFormatter, add_config_flags, run  # noqa: E402
-from kfnet.errors import InputError  # noqa: E402
+from common import formats  # noqa: E402
+from common.cli import STRATEGIES, HelpFormatter, add_config_flags, run  # noqa: E402
+from common.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +107,7 @@ class Pipeline:
 
     def trained(self, folder, stage):
         """True when a model folder holds a checkpoint at the stage's last step."""
-        from kfnet.config import load_config, max_steps, stage_config
+        from common.config import load_config, max_steps, stage_config
 
         cfg = stage_config(load_config(self.args.scene, self.args.config), stage)
         if self.args.max_steps:
@@ -120,7 +121,8 @@ class Pipeline:
         import numpy as np
 
         wanted = self.args.cloud_thres
-        maps = sorted(Path(folder).glob("coord_*.npy"), key=lambda p: int(p.stem[len("coord_"):]))
+        maps = sorted((p for p in Path(folder).glob(formats.COORD_GLOB) if formats.coord_index(p) is not None),
+                      key=formats.coord_index)
         picked = maps[:: max(1, len(maps) // samples)]
         conf = np.concatenate([np.load(p)[..., 3].ravel() for p in picked]) if picked else np.zeros(0)
         conf = conf[np.isfinite(conf)]

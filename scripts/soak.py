@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kfnet.cli import quiet_tensorflow  # noqa: E402
+from common.cli import quiet_tensorflow  # noqa: E402
 
 WARM_UP = 0.25  # share of a phase before memory counts
 
@@ -91,11 +91,11 @@ def main(argv=None):
     quiet_tensorflow()
     import tensorflow as tf
 
-    from kfnet.checkpoints import write_model_info
-    from kfnet.cli import run
-    from kfnet.config import load_config
-    from kfnet.data.prepare import Camera, prepare_scene
-    from kfnet.synthetic import SceneSettings, write_scene
+    from common.checkpoints import write_model_info
+    from common.cli import run
+    from common.config import load_config
+    from common.data.prepare import Camera, prepare_scene
+    from common.data.synthetic import SceneSettings, write_scene
     from oflownet.model import OFlowNet
     from scoordnet.model import SCoordNet
 
@@ -131,7 +131,7 @@ def main(argv=None):
             return steps["n"]
 
         # The step count comes from the checkpoint-free path: a hook on the Trainer's step function.
-        from kfnet.trainer import Trainer
+        from common.trainer import Trainer
 
         real_make_step = Trainer.make_step
 

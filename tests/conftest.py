@@ -8,8 +8,8 @@ from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kfnet.config import load_config  # noqa: E402
-from kfnet.data.prepare import Camera, prepare_scene  # noqa: E402
+from common.config import load_config  # noqa: E402
+from common.data.prepare import Camera, prepare_scene  # noqa: E402
 
 # The synthetic scene is ray cast with Open3D (the "vis" extra): without it, every test that needs
 # the scene is skipped; CI installs requirements.txt, which holds it.
@@ -29,7 +29,7 @@ def tiny_scene(tmp_path_factory):
     """The tiny scene: .dataset (7-Scenes layout; seq-01, seq-02 train, seq-03 test), .train and
     .test (prepared input folders with lists, labels and transform.txt), .settings."""
     pytest.importorskip("open3d", reason=NEEDS_OPEN3D)
-    from kfnet.synthetic import SceneSettings, write_scene
+    from common.data.synthetic import SceneSettings, write_scene
 
     settings = SceneSettings(**TINY_SCENE)
     root = tmp_path_factory.mktemp("tiny_scene")

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kfnet.data.labels import write_label
+from common.data.labels import write_label
 
 
 def make_input_folder(root, sizes=(64, 80), frames=(6, 6), seed=0, transform=None, label_ext=".bin",

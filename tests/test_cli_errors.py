@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from kfnet import test as kfnet_test
 from kfnet import train as kfnet_train
-from kfnet.checkpoints import write_model_info
+from common.checkpoints import write_model_info
 from oflownet import test as oflownet_test
 from oflownet import train as oflownet_train
 from oflownet.model import OFlowNet

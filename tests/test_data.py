@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet.data import pipelines
-from kfnet.data.augment import augment_frames, random_geometry, warp_images, warp_labels
-from kfnet.data.labels import label_layout, read_label, write_label
-from kfnet.data.lists import read_list, sequence_ids
-from kfnet.data.scene import load_input_folder
-from kfnet.errors import InputError
+from common.data import pipelines
+from common.data.augment import augment_frames, random_geometry, warp_images, warp_labels
+from common.data.labels import label_layout, read_label, write_label
+from common.data.lists import sequence_ids
+from common.formats import read_list
+from common.data.scene import load_input_folder
+from common.errors import InputError
 from tests.helpers import make_input_folder, rotation_z
 
 

@@ -30,12 +30,12 @@ WINDOW = 2  # frames per KFNet window: the filter runs once; keeps tracing (and 
 
 def _stage_setup(name, data):
     """(settings, build_stage(), make_dataset(start_step)) of one stage on the tiny config."""
-    from kfnet.config import load_config, override, stage_config
-    from kfnet.data.pipelines import frame_dataset, window_dataset
+    from common.config import load_config, override, stage_config
+    from common.data.pipelines import frame_dataset, window_dataset
 
     cfg = stage_config(load_config("tiny"), name)
     if name == "scoordnet":
-        from scoordnet.training import SCoordNetStage
+        from scoordnet.stage import SCoordNetStage
 
         cfg = override(cfg, base_lr=LR, batch_size=4)
         return (cfg, lambda: SCoordNetStage(cfg["width"], data.image_hw),
@@ -68,8 +68,8 @@ def _one_run(name, kind, data, folder, init):
     """Metrics, summed gradients and weights before/after one Trainer step of run `kind`."""
     import keras
 
-    from kfnet.distribute import make_strategy, set_mixed_precision
-    from kfnet.trainer import Trainer
+    from common.distribute import make_strategy, set_mixed_precision
+    from common.trainer import Trainer
 
     class Probe(Trainer):
         """Trainer._replica_step that also returns the gradients it applies (summed like metrics)."""
@@ -111,8 +111,8 @@ def _one_run(name, kind, data, folder, init):
 
 def worker(scene_folder, out_path, kinds):
     """Runs `kinds` for both stages in this process (2 logical CPUs) and saves the results."""
-    from kfnet.data.scene import load_input_folder
-    from kfnet.distribute import set_mixed_precision, split_cpu
+    from common.data.scene import load_input_folder
+    from common.distribute import set_mixed_precision, split_cpu
 
     split_cpu(2)
     data = load_input_folder(scene_folder)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import kfnet.locks
-from kfnet.locks import LOCK_NAME
-from kfnet.trainer import Trainer
+import common.locks
+from common.locks import LOCK_NAME
+from common.trainer import Trainer
 from pnp import solve as pnp_solve
 from scoordnet import test as scoord_test
 from scoordnet import train as scoord_train
@@ -43,7 +43,7 @@ def _one_error_line(capsys):
 
 def _holder(folder):
     """A second real process that locks `folder` and waits."""
-    code = ("import sys, time; from kfnet.locks import lock_folder; lock_folder(sys.argv[1], 'x'); "
+    code = ("import sys, time; from common.locks import lock_folder; lock_folder(sys.argv[1], 'x'); "
             "print('locked', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
@@ -66,9 +66,9 @@ def test_a_running_training_holds_its_model_folder(tiny_scene, tmp_path, capsys)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while kfnet.locks.holder_pid(model) != proc.pid and time.time() < deadline:
+        while common.locks.holder_pid(model) != proc.pid and time.time() < deadline:
             time.sleep(0.2)
-        assert kfnet.locks.holder_pid(model) == proc.pid
+        assert common.locks.holder_pid(model) == proc.pid
         assert cli(scoord_train.main, _train_argv(tiny_scene.train, model, 1)) == 2
         line = _one_error_line(capsys)
         assert f"--model_folder {model.resolve()} is in use by process {proc.pid}" in line, line
@@ -77,8 +77,8 @@ def test_a_running_training_holds_its_model_folder(tiny_scene, tmp_path, capsys)
         proc.wait()
     # Killed: its lock file stays behind, but the OS released the lock.
     assert (model / LOCK_NAME).read_text().strip() == str(proc.pid)
-    lock = kfnet.locks.lock_folder(model, "--model_folder")
-    assert kfnet.locks.holder_pid(model) == os.getpid()
+    lock = common.locks.lock_folder(model, "--model_folder")
+    assert common.locks.holder_pid(model) == os.getpid()
     lock.release()
     assert not (model / LOCK_NAME).exists()  # a clean end removes it
 
@@ -188,7 +188,7 @@ def _fail_fsync_of(name, err=errno.ENOSPC):
 
 def test_full_disk_on_npy_and_pose_files(tiny_scene, trained, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr(kfnet.locks.os, "fsync", _fail_fsync_of("coord_5.npy"))
+    monkeypatch.setattr(common.locks.os, "fsync", _fail_fsync_of("coord_5.npy"))
     assert cli(scoord_test.main, _test_argv(tiny_scene.test, trained, out)) == 1
     line = _one_error_line(capsys)
     assert line == f"error: cannot write {out / 'coord_5.npy'}: No space left on device"
@@ -205,7 +205,7 @@ def test_full_disk_on_npy_and_pose_files(tiny_scene, trained, tmp_path, capsys, 
     before = {p.name: p.read_bytes() for p in poses.parent.iterdir()}
     capsys.readouterr()
     for name, err in (("p.txt", errno.EIO), ("p.tum.txt", errno.ENOSPC)):
-        monkeypatch.setattr(kfnet.locks.os, "fsync", _fail_fsync_of(name, err))
+        monkeypatch.setattr(common.locks.os, "fsync", _fail_fsync_of(name, err))
         assert cli(pnp_solve.main, argv + ["--seed", "3"]) == 1
         line = _one_error_line(capsys)
         assert line == f"error: cannot write {poses.parent / name}: {os.strerror(err)}"

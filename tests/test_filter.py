@@ -1,9 +1,9 @@
-"""Kalman filter math (kfnet/filter.py) against hand-computed numbers."""
+"""Kalman filter math (common/filter.py) against hand-computed numbers."""
 
 import numpy as np
 import pytest
 
-from kfnet import filter as kf
+from common import filter as kf
 
 
 def cells(values, channels):

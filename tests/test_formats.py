@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from kfnet.poses import quaternion_to_rotation, read_pose_file, read_tum
-from pnp.formats import foreign_name
+from common.poses import quaternion_to_rotation
+from common.formats import foreign_name, read_pose_file, read_tum
 from pnp.solve import main
 from tests.test_pnp import CAMERA_FLAGS, write_scene
 

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from kfnet.geometry import bilinear_sample
+from common.geometry import bilinear_sample
 
 # 2 rows × 3 columns, two channels (the second is the first plus 100).
 IMAGE = np.array([[1.0, 2.0, 4.0], [8.0, 16.0, 32.0]], np.float32)

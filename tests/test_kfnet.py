@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from kfnet import test as kfnet_test
 from kfnet import train as kfnet_train
-from kfnet.data.pipelines import window_dataset
-from kfnet.data.scene import load_input_folder
+from common.data.pipelines import window_dataset
+from common.data.scene import load_input_folder
 from kfnet.stage import KFNetStage
 from oflownet.model import OFlowNet
 from scoordnet import test as scoord_test
@@ -80,7 +80,7 @@ def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_pat
     """Adam's first update moves every weight without carried-over moments (here OFlowNet's, from
     a checkpoint without an optimizer) by at most the learning rate (base_lr / 2⁴, the last step
     of the schedule); skipping the bias correction would move them 3.16× as far."""
-    from kfnet.config import load_config, stage_config
+    from common.config import load_config, stage_config
 
     assert train_scoordnet(tiny_scene.train, tmp_path / "s", 2, "--snapshot", "2") == 0
     oflow = OFlowNet(0.25)
@@ -88,7 +88,7 @@ def test_first_fine_tuning_update_has_the_learning_rate_size(tiny_scene, tmp_pat
     (tmp_path / "o" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
     assert _kfnet_train(tiny_scene, tmp_path / "k", "--scoordnet", str(tmp_path / "s"),
                         "--oflownet", str(tmp_path / "o"), "--max_steps", "9") == 0
-    from kfnet.checkpoints import load_networks
+    from common.checkpoints import load_networks
 
     hw = load_input_folder(tiny_scene.train).image_hw
     before, after = OFlowNet(0.25).build_for(hw), OFlowNet(0.25).build_for(hw)
@@ -106,7 +106,7 @@ def test_fine_tuning_keeps_the_pretrained_adam_moments(tiny_scene, tmp_path, cap
     its stage-1 checkpoint (this project's or a TF1 one), OFlowNet's start at zero without any."""
     import keras
 
-    from kfnet.checkpoints import _adam_slots, load_adam_moments
+    from common.checkpoints import _adam_slots, load_adam_moments
 
     assert train_scoordnet(tiny_scene.train, tmp_path / "s", 2, "--snapshot", "2") == 0
     data = load_input_folder(tiny_scene.train)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from kfnet.data.labels import read_label
-from kfnet.data.lists import read_list, sequence_ids
-from kfnet.data.scene import load_input_folder
-from kfnet.poses import read_matrix_file
+from common.data.labels import read_label
+from common.data.lists import sequence_ids
+from common.formats import read_list, read_matrix_file
+from common.data.scene import load_input_folder
 from scripts.merge_inputs import main as merge
 from tests.test_oflownet_train import _train
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet.data.scene import load_input_folder
+from common.data.scene import load_input_folder
 from oflownet import test as oflow_test
 from oflownet import train as oflow_train
 from oflownet.model import OFlowNet
-from oflownet.training import OFlowNetStage, neighbourhood_mask
+from oflownet.stage import OFlowNetStage, neighbourhood_mask
 from tests.helpers import make_input_folder
 from tests.test_scoordnet import cli, random_tf1_arrays, write_tf1_checkpoint
 
@@ -73,7 +73,7 @@ def _shift_pair(size=128, dx=2, dy=-1, scale=0.01, seed=0):
 def test_stage_loss_learns_a_known_shift_in_both_directions():
     """Trained on one pair, which the stage takes in both directions per step, with its own loss,
     the flow finds (+2, −1) and (−2, +1) cells within half a cell on every cell the loss counts."""
-    from oflownet.training import both_directions
+    from oflownet.stage import both_directions
 
     texture, moved, first, second = _shift_pair()
     ones = np.ones((1, *first.shape[:2], 1), np.float32)
@@ -130,7 +130,7 @@ def _train(scene_folder, model_folder, steps, *extra):
 
 def _mean_loss(data, net):
     """Mean stage loss over every training pair, unaugmented, previous state = ground truth."""
-    from kfnet.data.pipelines import consecutive_pairs, pair_dataset
+    from common.data.pipelines import consecutive_pairs, pair_dataset
 
     stage = OFlowNetStage(width=net.width)
     stage.net = net
@@ -141,15 +141,15 @@ def _mean_loss(data, net):
 
 
 def test_training_lowers_the_loss(tiny_scene, tmp_path, capsys):
-    from kfnet.testing import build_networks
+    from oflownet.test import load_network
 
     data = load_input_folder(tiny_scene.train)
     assert _train(tiny_scene.train, tmp_path / "m", 1, "--snapshot", "1") == 0
     assert "OFlowNet: 22 pairs (each step both directions) of 24 frames 80x64, width 0.25" in capsys.readouterr().out
-    first = _mean_loss(data, build_networks(tmp_path / "m", ["oflownet"], data.image_hw)[0]["oflownet"])
+    first = _mean_loss(data, load_network(tmp_path / "m", data.image_hw)[0])
     assert _train(tiny_scene.train, tmp_path / "m", 30, "--snapshot", "30", "--base_lr", "1e-3",
                   "--no_augment") == 0
-    last = _mean_loss(data, build_networks(tmp_path / "m", ["oflownet"], data.image_hw)[0]["oflownet"])
+    last = _mean_loss(data, load_network(tmp_path / "m", data.image_hw)[0])
     # On this 10×8 map the neighbourhood mask keeps 3 cells per pair and cells are ~25 cm wide, so
     # the capped NLL barely moves in a few steps; the photometric term does (measured 0.45 → 0.28).
     assert last < first - 0.1, (first, last)
@@ -162,7 +162,7 @@ def _images(data, ks):
 def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, capsys):
     import json
 
-    from kfnet.testing import build_networks
+    from oflownet.test import load_network
 
     assert _train(tiny_scene.train, tmp_path / "m", 2, "--snapshot", "2", "--noise") == 0
     assert "noise on" in capsys.readouterr().out
@@ -180,7 +180,7 @@ def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, cap
     assert {p.name for p in out.glob("*.npy")} == expected and len(expected) == 22
     assert "pair 0_1: warped label error mean" in printed and "flow error mean" in printed
     assert "frames/s" in printed
-    net = build_networks(tmp_path / "m", ["oflownet"], data.image_hw)[0]["oflownet"]
+    net = load_network(tmp_path / "m", data.image_hw)[0]
     ks = [0, 4, 12]
     # File k_(k+1) holds frame k's cells flowing into frame k+1: frame k+1 is OFlowNet's previous frame.
     flow, sigma = net((_images(data, [k + 1 for k in ks]), _images(data, ks)))

@@ -4,7 +4,7 @@ that decide a temporal filter's gain (errors that change from frame to frame, er
 import numpy as np
 import pytest
 
-from kfnet.geometry import cell_pixels, ground_truth_flow
+from common.geometry import cell_pixels, ground_truth_flow
 from kfnet.oracle import Frame, analyse, filter_with_flow
 
 K = np.array([[100.0, 0.0, 40.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]])

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("open3d", reason="Open3D (pip install -e .[vis]) renders the synthetic scene")
 
-from kfnet.config import load_config
-from kfnet.data.prepare import Camera, prepare_scene
-from kfnet.synthetic import SceneSettings, write_scene
+from common.config import load_config
+from common.data.prepare import Camera, prepare_scene
+from common.data.synthetic import SceneSettings, write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = SceneSettings(width=160, height=120, frames=100, sequences=3, test_sequences=1, seed=0)

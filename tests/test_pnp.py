@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfnet.errors import InputError
-from kfnet.poses import pose_errors, read_pose_file, read_tum
+from common.errors import InputError
+from common.poses import pose_errors
+from common.formats import pnp_output_paths, read_pose_file, read_tum
 from pnp.p3p import p3p
 from pnp.refine import refine_pose, reprojection_errors, reprojection_errors_many, so3_exp
-from pnp.solve import default_threshold, main, output_paths, solve_frame
-from kfnet.geometry import cell_pixels
+from pnp.solve import default_threshold, main, solve_frame
+from common.geometry import cell_pixels
 from pnp.synthetic import make_frame, random_rotation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,9 +162,9 @@ def test_default_threshold_keeps_the_view_angle():
 
 
 def test_output_paths():
-    assert [p.name for p in output_paths("/x/poses.txt")] == ["poses.txt", "poses.tum.txt",
+    assert [p.name for p in pnp_output_paths("/x/poses.txt")] == ["poses.txt", "poses.tum.txt",
                                                               "poses.summary.json"]
-    assert [p.name for p in output_paths("run")] == ["run", "run.tum.txt", "run.summary.json"]
+    assert [p.name for p in pnp_output_paths("run")] == ["run", "run.tum.txt", "run.summary.json"]
 
 
 def write_scene(root, n_per_seq=(3, 3), outlier_share=0.3, seed=0):

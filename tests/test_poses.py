@@ -1,23 +1,25 @@
-"""kfnet.poses: pose errors, quaternions, rigid transforms, pose files and TUM trajectories."""
+"""common.poses: pose errors, quaternions, rigid transforms, pose files and TUM trajectories."""
 
 import math
 
 import numpy as np
 import pytest
 
-from kfnet.errors import InputError
-from kfnet.poses import (
-    PoseRecord,
+from common.errors import InputError
+from common.poses import (
     check_rigid,
-    format_pose_line,
     invert_rigid,
     pose_errors,
     quaternion_to_rotation,
+    rotation_to_quaternion,
+    summarize_errors,
+)
+from common.formats import (
+    PoseRecord,
+    format_pose_line,
     read_matrix_file,
     read_pose_file,
     read_tum,
-    rotation_to_quaternion,
-    summarize_errors,
     write_pose_file,
     write_tum,
 )

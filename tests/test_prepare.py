@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from kfnet.data.labels import read_label
-from kfnet.data.lists import read_list
-from kfnet.data.prepare import (
+from common.data.labels import read_label
+from common.formats import read_list, read_matrix_file
+from common.data.prepare import (
     Camera,
     normalizing_transform,
     prepare_scene,
@@ -20,8 +20,7 @@ from kfnet.data.prepare import (
     sample_cells,
     scene_label,
 )
-from kfnet.errors import InputError
-from kfnet.poses import read_matrix_file
+from common.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Camera(focal=65.625, focal_y=65.625, cx=40.0, cy=32.0, depth_focal=65.625)

@@ -12,13 +12,13 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from kfnet.data.labels import read_label
-from kfnet.data.lists import read_list
-from kfnet.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, interpolate_pose
-from kfnet.data.raw import tum_camera_name
-from kfnet.geometry import cell_pixels
-from kfnet.poses import invert_rigid, read_matrix_file, rotation_to_quaternion
-from kfnet.synthetic import NO_DEPTH, SceneSettings, make_scene, render, sequence_poses
+from common.data.labels import read_label
+from common.formats import read_list, read_matrix_file
+from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, interpolate_pose
+from common.data.raw import tum_camera_name
+from common.geometry import cell_pixels
+from common.poses import invert_rigid, rotation_to_quaternion
+from common.data.synthetic import NO_DEPTH, SceneSettings, make_scene, render, sequence_poses
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = SceneSettings(width=80, height=64, frames=12, sequences=3, test_sequences=1, seed=0)
@@ -30,7 +30,7 @@ def room():
 
 
 def true_points(room, pose_cw, intrinsics, hw):
-    """[h, w, 3] world points the room shows at each map cell's pixel (kfnet.geometry's
+    """[h, w, 3] world points the room shows at each map cell's pixel (common.geometry's
     cell_pixels) for a camera with intrinsics (fx, fy, cx, cy); NaN where nothing is hit."""
     fx, fy, cx, cy = intrinsics
     pix = cell_pixels(hw[0] // 8, hw[1] // 8)

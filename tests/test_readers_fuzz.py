@@ -11,15 +11,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kfnet.checkpoints import read_model_info
-from kfnet.config import load_config
-from kfnet.data.labels import label_layout, read_label
-from kfnet.data.lists import read_list
-from kfnet.data.scene import read_transform
-from kfnet.errors import InputError
-from kfnet.outputs import read_map_file
-from kfnet.poses import check_rigid, read_matrix_file, read_pose_file, read_tum
-from kfnet.training import stage_settings
+from common.checkpoints import read_model_info
+from common.config import load_config
+from common.data.labels import label_layout, read_label
+from common.formats import read_list, read_map_file, read_matrix_file, read_pose_file, read_tum
+from common.data.scene import read_transform
+from common.errors import InputError
+from common.poses import check_rigid
+from common.train_cli import stage_settings
 
 EXAMPLES = int(os.environ.get("KFNET_FUZZ_EXAMPLES", 60))  # more for a longer hunt
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet.data import pipelines
-from kfnet.data.augment import augment_frames, random_rotation
-from kfnet.data.labels import write_label
-from kfnet.data.scene import load_input_folder
-from kfnet.geometry import cell_pixels
+from common.data import pipelines
+from common.data.augment import augment_frames, random_rotation
+from common.data.labels import write_label
+from common.data.scene import load_input_folder
+from common.geometry import cell_pixels
 from kfnet.stage import KFNetStage
-from kfnet.trainer import learning_rate_schedule
+from common.trainer import learning_rate_schedule
 from oflownet.model import OFlowNet
-from oflownet.training import OFlowNetStage
+from oflownet.stage import OFlowNetStage
 from pnp.solve import solve_frame
 from scoordnet.model import SCoordNet
 from tests.helpers import make_input_folder

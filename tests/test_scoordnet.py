@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet import losses
-from kfnet.cli import run
-from kfnet.data.scene import load_input_folder
+from common import losses
+from common.cli import run
+from common.data.scene import load_input_folder
 from scoordnet import test as scoord_test
 from scoordnet import train as scoord_train
 from scoordnet.model import LAYERS, SCoordNet
@@ -32,7 +32,7 @@ def test_default_network_shapes_and_parameter_count():
     coords, sigma = net(tf.random.uniform([2, 64, 80, 3], 0, 255))
     assert coords.shape == (2, 8, 10, 3) and sigma.shape == (2, 8, 10, 1)
     assert np.all(sigma.numpy() > 0)
-    assert net.count_params() == 24_406_724  # SPEC §3: about 24.4 M
+    assert net.count_params() == 24_406_724  # docs/reference.md §3: about 24.4 M
     names = [n for n, *_ in LAYERS] + ["prediction"]
     assert sorted(k.split("/")[1] for k in net.tf1_variables()) == sorted(names * 2)
 
@@ -78,7 +78,7 @@ def _train(scene_folder, model_folder, steps, *extra):
 
 
 def _dataset_nll(data, net):
-    from kfnet.data.pipelines import test_dataset
+    from common.data.pipelines import test_dataset
 
     total = []
     for b in test_dataset(data, batch_size=8):
@@ -88,17 +88,17 @@ def _dataset_nll(data, net):
 
 
 def test_training_lowers_the_loss(tiny_scene, tmp_path):
-    from kfnet.testing import build_networks
+    from scoordnet.test import load_network
 
     data = load_input_folder(tiny_scene.train)
     net0 = SCoordNet(width=0.125).build_for(data.image_hw)
     tf.keras.utils.set_random_seed(0)
     assert _train(tiny_scene.train, tmp_path / "m", 1, "--snapshot", "1") == 0
-    first = _dataset_nll(data, build_networks(tmp_path / "m", ["scoordnet"], data.image_hw)[0]["scoordnet"])
+    first = _dataset_nll(data, load_network(tmp_path / "m", data.image_hw)[0])
     # tiny's stepvalue (4) would all but stop learning within these steps: keep the rate constant.
     assert _train(tiny_scene.train, tmp_path / "m", 150, "--snapshot", "150", "--base_lr", "3e-4",
                   "--stepvalue", "1000", "--no_augment") == 0
-    last = _dataset_nll(data, build_networks(tmp_path / "m", ["scoordnet"], data.image_hw)[0]["scoordnet"])
+    last = _dataset_nll(data, load_network(tmp_path / "m", data.image_hw)[0])
     assert last < first - 1.0, (first, last)
     del net0
 
@@ -143,9 +143,9 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_scene, tmp_path):
 
 
 def test_test_cli_writes_world_coordinates_and_confidence(tiny_scene, tmp_path, capsys):
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
-    from kfnet.testing import build_networks
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
+    from scoordnet.test import load_network
 
     assert _train(tiny_scene.train, tmp_path / "m", 3, "--snapshot", "3") == 0
     out = tmp_path / "out"
@@ -158,7 +158,7 @@ def test_test_cli_writes_world_coordinates_and_confidence(tiny_scene, tmp_path, 
     assert len(files) == len(data)
     printed = capsys.readouterr().out
     assert "SCoordNet: median coordinate error" in printed and "frame 0: median error" in printed
-    net = build_networks(tmp_path / "m", ["scoordnet"], data.image_hw)[0]["scoordnet"]
+    net = load_network(tmp_path / "m", data.image_hw)[0]
     import cv2
 
     k = len(data) - 1
@@ -217,8 +217,8 @@ def test_original_tf1_checkpoint_is_imported_by_name(tiny_scene, tmp_path):
     data = load_input_folder(tiny_scene.test, require_labels=False)
     import cv2
 
-    from kfnet.geometry import transform_points
-    from kfnet.poses import invert_rigid
+    from common.geometry import transform_points
+    from common.poses import invert_rigid
 
     image = cv2.imread(data.image_paths[0])[..., ::-1].astype(np.float32)[None]
     coords, sigma = _reference_forward(arrays, image)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet import cli as kcli
-from kfnet import summaries
+from common import cli as kcli
+from common import summaries
 from scoordnet import test as scoord_test
 from scoordnet import train as scoord_train
 
@@ -172,10 +172,10 @@ def test_short_run_records_averages_pictures_config_and_picks_checkpoints(tiny_s
 
 
 def test_flow_and_filter_stages_draw_their_maps(tiny_scene):
-    from kfnet.data.pipelines import pair_dataset, window_dataset
-    from kfnet.data.scene import load_input_folder
+    from common.data.pipelines import pair_dataset, window_dataset
+    from common.data.scene import load_input_folder
     from kfnet.stage import KFNetStage
-    from oflownet.training import OFlowNetStage
+    from oflownet.stage import OFlowNetStage
     from scoordnet.model import SCoordNet
 
     data = load_input_folder(tiny_scene.train)

@@ -11,9 +11,10 @@ from PIL import Image
 
 pytest.importorskip("open3d", reason="Open3D (pip install -e .[vis]) renders the synthetic scene")
 
-from kfnet.errors import InputError
-from kfnet.poses import check_rigid, read_matrix_file
-from kfnet.synthetic import (
+from common.errors import InputError
+from common.poses import check_rigid
+from common.formats import read_matrix_file
+from common.data.synthetic import (
     NO_DEPTH,
     SceneSettings,
     intrinsics_for,

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="the vis/ scripts draw with matplotlib (pip install -e .[vis])")
 pytest.importorskip("imageio", reason="the vis/ scripts write pictures with imageio (pip install -e .[vis])")
 
-from kfnet.poses import PoseRecord, write_pose_file, write_tum
+from common.formats import PoseRecord, write_pose_file, write_tum
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["scene_coordinates", "scene_coordinates_list", "optical_flow", "optical_flow_list",
@@ -327,7 +327,7 @@ def test_optical_flow_of_a_known_shift(scene, tmp_path):
     assert "600 of 1200 cells with confidence > 100" in result.stdout  # right half: 150
     pixels = assert_picture(out, (1000, 440))
     # The colour panel (right half) shows confident cells in the colour of the flow (16, 8) px.
-    from vis.common import flow_colors
+    from vis.helpers import flow_colors
 
     want = np.round(255 * flow_colors(16.0, 8.0, np.hypot(16, 8)))
     right = pixels[:, 500:].reshape(-1, 3).astype(int)
@@ -356,7 +356,7 @@ def test_optical_flow_list(scene, tmp_path):
 
 
 def test_video_mp4_or_clear_error(scene, tmp_path):
-    from vis.common import mp4_available
+    from vis.helpers import mp4_available
 
     out = tmp_path / "flows.mp4"
     result = run_script("optical_flow_list", scene / "flows", "--images", scene / "image_list.txt",
@@ -430,7 +430,7 @@ def test_trajectory_bad_input(trajectories, tmp_path):
 # ---------------------------------------------------------------- the math
 
 def test_flow_colour_wheel_exact():
-    from vis.common import flow_colors
+    from vis.helpers import flow_colors
 
     np.testing.assert_allclose(flow_colors(1.0, 0.0, 1.0), [1, 0, 0], atol=1e-12)  # right: red
     np.testing.assert_allclose(flow_colors(-1.0, 0.0, 1.0), [0, 1, 1], atol=1e-12)  # left: cyan
@@ -442,7 +442,7 @@ def test_flow_colour_wheel_exact():
 def test_confidence_colours_are_log_scaled():
     import matplotlib
 
-    from vis.common import confidence_colors
+    from vis.helpers import confidence_colors
 
     cmap = matplotlib.colormaps["viridis"]
     got = confidence_colors(np.array([10.0, 100.0, 1000.0, 5.0]), 10.0, 1000.0)
@@ -475,7 +475,7 @@ def test_projection_puts_the_view_centre_mid_picture():
 
 
 def test_frame_index_and_numeric_order(tmp_path):
-    from vis.common import frame_index, list_maps
+    from vis.helpers import frame_index, list_maps
 
     assert frame_index("coord_12.npy") == 12 and frame_index("3_4_flow.npy") == 4
     for k in (10, 2, 1):

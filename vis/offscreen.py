@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from common.errors import InputError
 from vis.pointcloud import BACKGROUND
 
 START_TIMEOUT_S = 90.0  # first picture (renderer start, shader compilation)
@@ -115,8 +116,6 @@ def render(points_n3, colors_n3, frame_n, snapshots, view, size_wh, point_size, 
     renderer: 'auto' tries Open3D and says so when it falls back; 'open3d' makes a failure an
     error; 'matplotlib' skips Open3D.
     """
-    from kfnet.errors import InputError
-
     if renderer == "matplotlib":
         return None, "matplotlib"
     images, reason = render_open3d(points_n3, colors_n3, frame_n, snapshots, view, size_wh,

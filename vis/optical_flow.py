@@ -14,10 +14,10 @@ import argparse
 
 import numpy as np
 
-from kfnet.cli import parse_size, run
-from kfnet.errors import InputError
-from kfnet.geometry import cell_pixels
-from vis.common import (
+from common.cli import parse_size, run
+from common.errors import InputError
+from common.geometry import cell_pixels
+from vis.helpers import (
     CELL,
     IMAGE_EXTS,
     check_save,

@@ -9,14 +9,14 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import re
 
 from tqdm import tqdm
 
-from kfnet.cli import run
-from kfnet.data.lists import read_list
-from kfnet.errors import InputError
-from vis.common import (
+from common import formats
+from common.cli import run
+from common.formats import read_list
+from common.errors import InputError
+from vis.helpers import (
     VIDEO_EXTS,
     VideoWriter,
     check_save,
@@ -51,17 +51,17 @@ def parse_args(argv):
 
 def frame_pair(path):
     """(k-1, k) of a flow file name `<k-1>_<k>_flow.npy`."""
-    m = re.fullmatch(r"(\d+)_(\d+)_flow\.npy", Path(path).name)
-    if not m:
+    pair = formats.flow_pair(path)
+    if pair is None:
         raise InputError(f"flow file {path} is not named <k-1>_<k>_flow.npy")
-    return int(m.group(1)), int(m.group(2))
+    return pair
 
 
 def main(argv=None):
     args = parse_args(argv)
     save = check_save(args.save, VIDEO_EXTS)
     use_backend(save)
-    flows = list_maps(args.flows, "*_flow.npy")[::args.every]
+    flows = list_maps(args.flows, formats.FLOW_GLOB)[::args.every]
     image_list = Path(args.images)
     if image_list.is_dir():
         image_list = image_list / "image_list.txt"

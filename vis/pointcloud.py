@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.cli import parse_size
+from vis.helpers import axes_pixels, confidence_colors, new_figure, position_colors
+
 BACKGROUND = (0.12, 0.12, 0.14)
 
 
@@ -93,8 +96,6 @@ def draw_matplotlib(ax, view, points_n3, colors_n3, size_wh, point_size):
 
 def add_cloud_flags(parser, default_size):
     """The flags shared by the scene-coordinate scripts."""
-    from kfnet.cli import parse_size
-
     parser.add_argument("--thres", type=float, default=20.0,
                         help="keep points whose confidence 1/σ (1/m) is above this (default 20, "
                              "i.e. σ < 5 cm); 0 keeps every point with a positive confidence")
@@ -120,8 +121,6 @@ def confident_points(coord_hw4, thres):
 
 def cloud_colors(points_n3, conf_n, mode, ranges):
     """[N, 3] RGB of points; ranges = (lo, hi) of confidence or of position for the mode."""
-    from vis.common import confidence_colors, position_colors
-
     if mode == "confidence":
         return confidence_colors(conf_n, *ranges)
     return position_colors(points_n3, *ranges)
@@ -134,8 +133,6 @@ class PointCloudFigure:
         import matplotlib
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import LogNorm
-
-        from vis.common import new_figure
 
         self.fig = new_figure(size_wh)
         self.fig.set_facecolor("white")
@@ -157,8 +154,6 @@ class PointCloudFigure:
     @property
     def render_size(self):
         """(width, height) in pixels that a render must have to fill the picture area."""
-        from vis.common import axes_pixels
-
         return axes_pixels(self.fig, self.ax)
 
     def show(self, title, image=None, view=None, points_n3=None, colors_n3=None, point_size=3.0):

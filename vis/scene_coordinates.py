@@ -13,9 +13,9 @@ import argparse
 
 import numpy as np
 
-from kfnet.cli import run
-from kfnet.errors import InputError
-from vis.common import (
+from common.cli import run
+from common.errors import InputError
+from vis.helpers import (
     IMAGE_EXTS,
     check_save,
     confidence_range,

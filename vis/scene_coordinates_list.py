@@ -14,9 +14,10 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from kfnet.cli import run
-from kfnet.errors import InputError
-from vis.common import (
+from common import formats
+from common.cli import run
+from common.errors import InputError
+from vis.helpers import (
     IMAGE_EXTS,
     VIDEO_EXTS,
     VideoWriter,
@@ -78,7 +79,7 @@ def main(argv=None):
     args = parse_args(argv)
     save = check_save(args.save, VIDEO_EXTS + IMAGE_EXTS)
     use_backend(save)
-    paths = list_maps(args.maps, "coord_*.npy")[::args.every]
+    paths = list_maps(args.maps, formats.COORD_GLOB)[::args.every]
     points, conf, frames, axes = load_sequence(paths, args.thres)
     if len(points) == 0:
         raise InputError(f"no cell of the {len(paths)} maps has confidence above "

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from kfnet.cli import parse_size, run
-from kfnet.data.lists import read_list
-from kfnet.errors import InputError
-from kfnet.poses import pose_errors, read_matrix_file, read_pose_file, read_tum
-from vis.common import (
+from common.cli import parse_size, run
+from common.formats import read_list, read_matrix_file, read_pose_file, read_tum
+from common.errors import InputError
+from common.poses import pose_errors
+from vis.helpers import (
     IMAGE_EXTS,
     VIDEO_EXTS,
     VideoWriter,

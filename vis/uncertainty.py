@@ -17,9 +17,10 @@ import argparse
 
 import numpy as np
 
-from kfnet.cli import parse_size, run
-from kfnet.errors import InputError
-from vis.common import (
+from common import formats
+from common.cli import parse_size, run
+from common.errors import InputError
+from vis.helpers import (
     map_extent,
     IMAGE_EXTS,
     check_save,
@@ -54,13 +55,13 @@ def parse_args(argv):
 def wanted_maps(args):
     """[(label, path, channel count, why it may be missing)] in display order."""
     out, k = Path(args.out), args.index
-    maps = [("measurement σ_r", out / "measurement" / f"coord_{k}.npy", 4,
+    maps = [("measurement σ_r", formats.coord_file(out / "measurement", k), 4,
              "written by the KFNet test with --save_measurement"),
-            ("prior σ⁻", out / "prior" / f"coord_{k}.npy", 4,
+            ("prior σ⁻", formats.coord_file(out / "prior", k), 4,
              "written with --save_measurement; the first frame of a sequence has none"),
-            ("posterior σ", out / f"coord_{k}.npy", 4, "the KFNet test's output")]
+            ("posterior σ", formats.coord_file(out, k), 4, "the KFNet test's output")]
     if args.flow_folder:
-        maps.append(("process σ_q", Path(args.flow_folder) / f"{k - 1}_{k}_flow.npy", 3,
+        maps.append(("process σ_q", formats.flow_file(args.flow_folder, k), 3,
                      "the OFlowNet/KFNet flow of frames k-1, k; frame 0 has none"))
     return maps
 

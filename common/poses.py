@@ -1,0 +1,101 @@
+"""Camera poses: rigid transforms, quaternions, pose errors and their summaries (docs/reference.md §6).
+
+Their files (pose files, TUM trajectories, 4×4 matrix files) are read and written by common/formats.py.
+
+Poses are camera-to-world 4×4 matrices (`pose_cw`), translations in metres. Quaternions are
+(w, x, y, z) with w ≥ 0.
+"""
+
+import math
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def check_rigid(matrix_44, tol=1e-3):
+    """Problem with a 4×4 rigid transform (rotation, translation, last row 0 0 0 1), or None."""
+    m = np.asarray(matrix_44, dtype=np.float64)
+    if not np.all(np.isfinite(m)):
+        return "has non-finite entries"
+    if not np.allclose(m[3], [0, 0, 0, 1], atol=tol):
+        return "last row is not 0 0 0 1"
+    r = m[:3, :3]
+    det = np.linalg.det(r)
+    if abs(det) < 1e-9:
+        return "is singular"
+    if not np.allclose(r @ r.T, np.eye(3), atol=tol) or det < 0:
+        return "is not rigid (its 3x3 part is not a rotation)"
+    return None
+
+
+def invert_rigid(pose_44):
+    """Inverse of a rigid 4×4 transform."""
+    r, t = pose_44[:3, :3], pose_44[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = r.T
+    out[:3, 3] = -r.T @ t
+    return out
+
+
+def rotation_to_quaternion(r_33):
+    """Unit quaternion (w, x, y, z), w ≥ 0, of a rotation matrix."""
+    return Rotation.from_matrix(np.asarray(r_33, np.float64)).as_quat(canonical=True, scalar_first=True)
+
+
+def quaternion_to_rotation(q_wxyz):
+    """Rotation matrix of a quaternion (w, x, y, z); the quaternion is normalized first.
+
+    Raises ValueError for a zero or non-finite quaternion.
+    """
+    q = np.asarray(q_wxyz, np.float64)
+    if not np.all(np.isfinite(q)) or not np.linalg.norm(q) > 0:
+        raise ValueError(f"not a rotation quaternion: {q.tolist()}")
+    return Rotation.from_quat(q, scalar_first=True).as_matrix()
+
+
+def pose_errors(pose_est_cw, pose_gt_cw):
+    """(translation error in metres, rotation error in degrees) of camera-to-world poses.
+
+    Translation: distance between the camera centres. Rotation: angle of R_est · R_gtᵀ.
+    """
+    t_err = float(np.linalg.norm(pose_est_cw[:3, 3] - pose_gt_cw[:3, 3]))
+    r_rel = Rotation.from_matrix(pose_est_cw[:3, :3]) * Rotation.from_matrix(pose_gt_cw[:3, :3]).inv()
+    return t_err, math.degrees(float(r_rel.magnitude()))
+
+
+# (cm, degrees) thresholds of the summary: ACE's indoor set (docs/reference.md §6 has 5/5, 2/2, 10/5) and
+# the ones used for outdoor, Cambridge-like scenes.
+INDOOR_THRESHOLDS = ((10, 5), (5, 5), (2, 2), (1, 1))
+OUTDOOR_THRESHOLDS = ((25, 2), (50, 5), (500, 10))
+
+
+def threshold_key(cm, deg):
+    """Summary key of a threshold: within_5cm_5deg."""
+    return f"within_{cm:g}cm_{deg:g}deg"
+
+
+def summarize_errors(t_errs_m, r_errs_deg, n_failed=0):
+    """Median errors and shares of frames within thresholds (docs/reference.md §6); failures count as misses.
+
+    A frame is within (cm, deg) when both errors are at most the threshold.
+    """
+    t = np.asarray(t_errs_m, dtype=np.float64)
+    r = np.asarray(r_errs_deg, dtype=np.float64)
+    n = len(t) + n_failed
+    if n == 0:
+        return {"frames": 0, "failed": 0}
+    all_t = np.concatenate([t, np.full(n_failed, np.inf)])
+    all_r = np.concatenate([r, np.full(n_failed, np.inf)])
+
+    def share(tc, rd):
+        return float(np.mean((all_t <= tc / 100.0) & (all_r <= rd)))
+
+    out = {
+        "frames": int(n),
+        "failed": int(n_failed),
+        "median_t_cm": float(100 * np.median(all_t)),
+        "median_r_deg": float(np.median(all_r)),
+    }
+    for cm, deg in INDOOR_THRESHOLDS + OUTDOOR_THRESHOLDS:
+        out[threshold_key(cm, deg)] = share(cm, deg)
+    return out

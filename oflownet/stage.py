@@ -1,0 +1,128 @@
+"""Stage 2: OFlowNet trained on consecutive frame pairs through the filter's prediction.
+
+Each step trains every pair of its batch in both directions at once (k → k+1 and k+1 → k as
+one batch of 2B, each loss term normalized over the cells of both directions together), as the
+original's batch of two frames did (docs/reference.md §5).
+"""
+
+import tensorflow as tf
+
+from common import losses
+from common.distribute import global_mean
+from common.filter import predict
+from oflownet.cost_volume import WINDOW
+from oflownet.losses import photometric_terms
+from oflownet.model import OFlowNet
+
+NLL_CAP = -1.0  # per-cell ℓ above this is a hopeless cell: no gradient
+PHOTOMETRIC_WEIGHT = 2.0
+SMOOTHNESS_WEIGHT = 50.0
+NOISE_SIGMA = (0.005, 0.01)  # metres: range of the Gaussian noise on the previous state (--noise)
+
+
+def neighbourhood_mask(mask_prev_bhw1, mask_cur_bhw1, window=WINDOW):
+    """[B, h, w, 1] float: current cell valid and every previous cell p + d, d ∈ {−4…3}², valid.
+
+    Those are all the cells a flow in the window can sample from, so the prior of a cell
+    counted here mixes only valid previous labels. Cells off the map count as invalid (zero
+    padding), hence a min-pool over the padded previous mask.
+    """
+    half = window // 2
+    mask_prev = tf.cast(mask_prev_bhw1, tf.float32)
+    pad = [[0, 0], [half, window - 1 - half], [half, window - 1 - half], [0, 0]]
+    padded = tf.pad(mask_prev, pad)
+    all_valid = -tf.nn.max_pool2d(-padded, window, 1, "VALID")
+    return all_valid * tf.cast(mask_cur_bhw1, tf.float32)
+
+
+def both_directions(batch):
+    """The pairs (k, k+1) of a batch as 2B pairs: k → k+1 first, then k+1 → k."""
+    out = dict(batch)
+    for name in ("image", "coords", "mask"):
+        prev, cur = batch[f"{name}_prev"], batch[f"{name}_cur"]
+        out[f"{name}_prev"], out[f"{name}_cur"] = tf.concat([prev, cur], 0), tf.concat([cur, prev], 0)
+    return out
+
+
+class OFlowNetStage:
+    """Owns the network; loss = capped temporal NLL + 2 × photometric + 50 × smoothness.
+
+    With `noise`, the previous state is its ground truth plus Gaussian noise of σ_n ~ U(0.005,
+    0.01) m per pair, and σ_n² its variance; the draws depend only on (seed, step, replica)
+    when `step` (the optimizer's iteration variable) is set, so a resumed run draws the same.
+    """
+
+    name = "oflownet"
+
+    def __init__(self, width=1.0, noise=False, seed=0, nll_cap=NLL_CAP):
+        self.nll_cap = float(nll_cap)
+        self.net = OFlowNet(width=width)
+        self.nets = {"oflownet": self.net}
+        self.noise = bool(noise)
+        self.seed = int(seed)
+        self.step = None
+
+    def trainable_variables(self):
+        return self.net.trainable_variables
+
+    def _previous_state(self, coords_bhw3):
+        """(previous coords, previous variance [B, 1, 1, 1]) in the normalized frame.
+
+        coords_bhw3 holds both directions' previous frames, [frames k; frames k+1]: one noise
+        level per pair, shared by its two frames (the original drew one per step of two frames).
+        """
+        batch = tf.shape(coords_bhw3)[0]
+        if not self.noise:
+            return coords_bhw3, tf.zeros([batch, 1, 1, 1], coords_bhw3.dtype)
+        step = tf.cast(self.step if self.step is not None else 0, tf.int64)
+        ctx = tf.distribute.get_replica_context()
+        replica = tf.cast(0 if ctx is None else ctx.replica_id_in_sync_group, tf.int64)
+        draw = 2 * (step * 1024 + replica)  # two independent streams per (step, replica)
+        seed = tf.constant(self.seed, tf.int64)
+        sigma = tf.random.stateless_uniform([batch // 2, 1, 1, 1], tf.stack([seed, draw]), *NOISE_SIGMA)
+        sigma = tf.concat([sigma, sigma], 0)
+        unit = tf.random.stateless_normal(tf.shape(coords_bhw3), tf.stack([seed, draw + 1]))
+        return coords_bhw3 + sigma * unit, tf.square(sigma)
+
+    def loss(self, batch):
+        batch = both_directions(batch)
+        image_prev, image_cur = batch["image_prev"], batch["image_cur"]
+        prev_coords, prev_var = self._previous_state(batch["coords_prev"])
+        flow, sigma_q = self.net((image_prev, image_cur), training=True)
+        flow, sigma_q = tf.cast(flow, tf.float32), tf.cast(sigma_q, tf.float32)
+        prior, prior_var = predict(prev_coords, prev_var, flow, tf.square(sigma_q))
+        mask = neighbourhood_mask(batch["mask_prev"], batch["mask_cur"])
+        small_prev, small_cur = losses.map_size_image(image_prev), losses.map_size_image(image_cur)
+
+        nll, count = losses.coord_nll_terms(prior, tf.sqrt(prior_var), batch["coords_cur"], mask,
+                                            cap=self.nll_cap)
+        # As in the original, the photometric term covers every valid current cell (the
+        # neighbourhood mask would leave the map's border cells without any training signal).
+        photo, photo_count = photometric_terms(small_prev, small_cur, flow, batch["mask_cur"])
+        smooth, smooth_count = losses.smoothness_terms(prior, small_cur, mask)
+        hits, _ = losses.accuracy_terms(prior, batch["coords_cur"], mask)
+        magnitude = tf.norm(flow, axis=-1)
+
+        nll = global_mean(nll, count)
+        photo = global_mean(photo, photo_count)
+        smooth = global_mean(smooth, smooth_count)
+        loss = nll + PHOTOMETRIC_WEIGHT * photo + SMOOTHNESS_WEIGHT * smooth
+        return loss, {"nll": nll, "photometric": photo, "smoothness": smooth,
+                      "accuracy": global_mean(hits, count, plus_one=False),
+                      "flow_magnitude": global_mean(tf.reduce_sum(magnitude),
+                                                    tf.cast(tf.size(magnitude), tf.float32), plus_one=False)}
+
+    def summary_images(self, batch, count=2):
+        """Pictures of the first pairs: current image, flow, σ_q, error of the prior from the labels."""
+        from common import summaries
+
+        prev, cur = batch["image_prev"][:count], batch["image_cur"][:count]
+        coords_prev = batch["coords_prev"][:count]
+        flow, sigma_q = self.net((prev, cur), training=False)
+        flow, sigma_q = tf.cast(flow, tf.float32), tf.cast(sigma_q, tf.float32)
+        prior, _ = predict(coords_prev, tf.zeros_like(coords_prev[..., :1]), flow, tf.square(sigma_q))
+        mask = neighbourhood_mask(batch["mask_prev"][:count], batch["mask_cur"][:count])
+        return {"image": summaries.input_pictures(cur),
+                "flow": summaries.flow_pictures(flow),
+                "sigma_q": summaries.sigma_pictures(sigma_q),
+                "coord_error_prior": summaries.coordinate_pictures(prior, batch["coords_cur"][:count], mask)}
