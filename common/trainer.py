@@ -32,7 +32,6 @@ from common.errors import InputError
 from common.locks import lock_folder, output_error
 from common.losses import weight_decay
 
-
 LR_DECAY = 0.5  # the learning rate halves every stepvalue steps
 
 

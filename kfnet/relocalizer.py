@@ -21,8 +21,8 @@ from common import filter as kf
 from common import formats
 from common.config import intrinsics as config_intrinsics
 from common.config import load_config
-from common.geometry import transform_points
 from common.formats import read_matrix_file
+from common.geometry import transform_points
 from common.poses import invert_rigid
 from common.test_cli import build_networks
 from kfnet.model import KFNet

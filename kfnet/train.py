@@ -25,8 +25,8 @@ def main(argv=None):
     from common.config import load_config, stage_config
     from common.data.pipelines import window_dataset
     from common.data.scene import load_input_folder
-    from kfnet.stage import KFNetStage
     from common.trainer import Trainer, seed_everything
+    from kfnet.stage import KFNetStage
     from oflownet.model import OFlowNet
     from scoordnet.model import SCoordNet
 

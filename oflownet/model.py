@@ -7,7 +7,12 @@ Flow is in map cells, from a current-frame cell to its position in the previous 
 import keras
 import tensorflow as tf
 
-from oflownet.cost_volume import WINDOW, cost_volume, expected_flow, offsets  # noqa: F401 (public API)
+from oflownet.cost_volume import (  # noqa: F401 (public API)
+    WINDOW,
+    cost_volume,
+    expected_flow,
+    offsets,
+)
 from oflownet.features import FeatureTower
 from oflownet.flownet import FlowNet
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import formats
 from common.data.lists import sequence_ids
 from common.errors import InputError
-from common import formats
 from common.formats import read_list, read_matrix_file
 from common.poses import INDOOR_THRESHOLDS, summarize_errors, threshold_key
 

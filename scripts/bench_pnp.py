@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from common.cli import run  # noqa: E402
+from common.geometry import cell_pixels  # noqa: E402
 from common.poses import pose_errors, summarize_errors  # noqa: E402
 from pnp.solve import solve_frame  # noqa: E402
-from common.geometry import cell_pixels  # noqa: E402
 from pnp.synthetic import make_frame  # noqa: E402
 
 K = np.array([[525.0, 0, 320], [0, 525.0, 240], [0, 0, 1]])

@@ -56,10 +56,9 @@ def main(argv=None):
     p.add_argument("--full_repeat", type=int, default=3, help="timed full-size forward passes")
     args = p.parse_args(argv)
     quiet_tensorflow()
+    import cv2
     import numpy as np
     import tensorflow as tf
-
-    import cv2
 
     from common.checkpoints import write_model_info
     from common.config import load_config, stage_config

@@ -22,7 +22,13 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 
 from common import formats  # noqa: E402
-from common.cli import HelpFormatter, add_config_flags, add_folder_flag, quiet_tensorflow, run  # noqa: E402
+from common.cli import (  # noqa: E402
+    HelpFormatter,
+    add_config_flags,
+    add_folder_flag,
+    quiet_tensorflow,
+    run,
+)
 from common.errors import InputError  # noqa: E402
 
 

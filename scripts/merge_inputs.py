@@ -22,8 +22,8 @@ from common.data.labels import read_label, write_label
 from common.data.prepare import format_matrix, write_text
 from common.data.scene import load_input_folder
 from common.errors import InputError
-from common.geometry import transform_points
 from common.formats import read_list, read_matrix_file
+from common.geometry import transform_points
 
 
 def main(argv=None):

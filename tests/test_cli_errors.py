@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.checkpoints import write_model_info
 from kfnet import test as kfnet_test
 from kfnet import train as kfnet_train
-from common.checkpoints import write_model_info
 from oflownet import test as oflownet_test
 from oflownet import train as oflownet_train
 from oflownet.model import OFlowNet

@@ -8,9 +8,9 @@ from common.data import pipelines
 from common.data.augment import augment_frames, random_geometry, warp_images, warp_labels
 from common.data.labels import label_layout, read_label, write_label
 from common.data.lists import sequence_ids
-from common.formats import read_list
 from common.data.scene import load_input_folder
 from common.errors import InputError
+from common.formats import read_list
 from tests.helpers import make_input_folder, rotation_z
 
 

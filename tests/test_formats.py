@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from common.poses import quaternion_to_rotation
 from common.formats import foreign_name, read_pose_file, read_tum
+from common.poses import quaternion_to_rotation
 from pnp.solve import main
 from tests.test_pnp import CAMERA_FLAGS, write_scene
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kfnet import test as kfnet_test
-from kfnet import train as kfnet_train
 from common.data.pipelines import window_dataset
 from common.data.scene import load_input_folder
+from kfnet import test as kfnet_test
+from kfnet import train as kfnet_train
 from kfnet.stage import KFNetStage
 from oflownet.model import OFlowNet
 from scoordnet import test as scoord_test

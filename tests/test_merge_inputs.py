@@ -4,8 +4,8 @@ import numpy as np
 
 from common.data.labels import read_label
 from common.data.lists import sequence_ids
-from common.formats import read_list, read_matrix_file
 from common.data.scene import load_input_folder
+from common.formats import read_list, read_matrix_file
 from scripts.merge_inputs import main as merge
 from tests.test_oflownet_train import _train
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
-from common.poses import pose_errors
 from common.formats import pnp_output_paths, read_pose_file, read_tum
+from common.geometry import cell_pixels
+from common.poses import pose_errors
 from pnp.p3p import p3p
 from pnp.refine import refine_pose, reprojection_errors, reprojection_errors_many, so3_exp
 from pnp.solve import default_threshold, main, solve_frame
-from common.geometry import cell_pixels
 from pnp.synthetic import make_frame, random_rotation
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,14 +6,6 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
-from common.poses import (
-    check_rigid,
-    invert_rigid,
-    pose_errors,
-    quaternion_to_rotation,
-    rotation_to_quaternion,
-    summarize_errors,
-)
 from common.formats import (
     PoseRecord,
     format_pose_line,
@@ -22,6 +14,14 @@ from common.formats import (
     read_tum,
     write_pose_file,
     write_tum,
+)
+from common.poses import (
+    check_rigid,
+    invert_rigid,
+    pose_errors,
+    quaternion_to_rotation,
+    rotation_to_quaternion,
+    summarize_errors,
 )
 
 

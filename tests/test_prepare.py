@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from common.data.labels import read_label
-from common.formats import read_list, read_matrix_file
 from common.data.prepare import (
     Camera,
     normalizing_transform,
@@ -21,6 +20,7 @@ from common.data.prepare import (
     scene_label,
 )
 from common.errors import InputError
+from common.formats import read_list, read_matrix_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Camera(focal=65.625, focal_y=65.625, cx=40.0, cy=32.0, depth_focal=65.625)

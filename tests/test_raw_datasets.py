@@ -13,12 +13,12 @@ import open3d as o3d
 import pytest
 
 from common.data.labels import read_label
-from common.formats import read_list, read_matrix_file
-from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, interpolate_pose
 from common.data.raw import tum_camera_name
+from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, interpolate_pose
+from common.data.synthetic import NO_DEPTH, SceneSettings, make_scene, render, sequence_poses
+from common.formats import read_list, read_matrix_file
 from common.geometry import cell_pixels
 from common.poses import invert_rigid, rotation_to_quaternion
-from common.data.synthetic import NO_DEPTH, SceneSettings, make_scene, render, sequence_poses
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = SceneSettings(width=80, height=64, frames=12, sequences=3, test_sequences=1, seed=0)

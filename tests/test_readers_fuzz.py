@@ -2,8 +2,8 @@
 result or raises InputError naming the file; never another exception, never a pickle load."""
 
 import io
-import os
 import json
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from common.checkpoints import read_model_info
 from common.config import load_config
 from common.data.labels import label_layout, read_label
-from common.formats import read_list, read_map_file, read_matrix_file, read_pose_file, read_tum
 from common.data.scene import read_transform
 from common.errors import InputError
+from common.formats import read_list, read_map_file, read_matrix_file, read_pose_file, read_tum
 from common.poses import check_rigid
 from common.train_cli import stage_settings
 

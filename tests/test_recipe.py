@@ -11,8 +11,8 @@ from common.data.augment import augment_frames, random_rotation
 from common.data.labels import write_label
 from common.data.scene import load_input_folder
 from common.geometry import cell_pixels
-from kfnet.stage import KFNetStage
 from common.trainer import learning_rate_schedule
+from kfnet.stage import KFNetStage
 from oflownet.model import OFlowNet
 from oflownet.stage import OFlowNetStage
 from pnp.solve import solve_frame

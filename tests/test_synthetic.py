@@ -11,9 +11,6 @@ from PIL import Image
 
 pytest.importorskip("open3d", reason="Open3D (pip install -e .[vis]) renders the synthetic scene")
 
-from common.errors import InputError
-from common.poses import check_rigid
-from common.formats import read_matrix_file
 from common.data.synthetic import (
     NO_DEPTH,
     SceneSettings,
@@ -23,6 +20,9 @@ from common.data.synthetic import (
     sequence_poses,
     write_scene,
 )
+from common.errors import InputError
+from common.formats import read_matrix_file
+from common.poses import check_rigid
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_synthetic_scene.py"

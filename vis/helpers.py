@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.formats import read_list
 from common import formats
 from common.errors import InputError
+from common.formats import read_list
 from common.geometry import CELL, CELL_OFFSET
 
 

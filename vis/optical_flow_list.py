@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from common import formats
 from common.cli import run
-from common.formats import read_list
 from common.errors import InputError
+from common.formats import read_list
 from vis.helpers import (
     VIDEO_EXTS,
     VideoWriter,

@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from common.cli import parse_size, run
-from common.formats import read_list, read_matrix_file, read_pose_file, read_tum
 from common.errors import InputError
+from common.formats import read_list, read_matrix_file, read_pose_file, read_tum
 from common.poses import pose_errors
 from vis.helpers import (
     IMAGE_EXTS,

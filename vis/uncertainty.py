@@ -21,10 +21,10 @@ from common import formats
 from common.cli import parse_size, run
 from common.errors import InputError
 from vis.helpers import (
-    map_extent,
     IMAGE_EXTS,
     check_save,
     load_map,
+    map_extent,
     new_figure,
     read_rgb,
     show_or_save,

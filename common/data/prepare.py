@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from common.data.labels import write_label
 from common.errors import InputError
-from common.geometry import CELL, cell_pixels
 from common.formats import read_matrix_file
+from common.geometry import CELL, cell_pixels
 
 SPLIT_FILES = {"train": "TrainSplit.txt", "test": "TestSplit.txt"}
 INVALID_DEPTH = (0, 65535)

@@ -16,8 +16,8 @@ from tqdm import tqdm
 from common.data.prepare import Camera, list_frames, read_split
 from common.data.rgbd import SEVEN_SCENES_DEPTH_TO_RGB, SourceFrame, interpolate_pose
 from common.errors import InputError
-from common.poses import invert_rigid, quaternion_to_rotation
 from common.formats import read_matrix_file, read_tum
+from common.poses import invert_rigid, quaternion_to_rotation
 
 # ---- TUM RGB-D ---------------------------------------------------------------------------------
 

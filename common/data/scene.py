@@ -9,8 +9,8 @@ from PIL import Image, UnidentifiedImageError
 
 from common.data.labels import LabelLayout, label_layout
 from common.data.lists import sequence_ids
-from common.formats import read_list, read_matrix_file
 from common.errors import InputError
+from common.formats import read_list, read_matrix_file
 from common.geometry import CELL
 from common.poses import check_rigid
 
