@@ -13,6 +13,7 @@ The chief holds a lock on the model folder (common.locks) from `restore_or_init`
 """
 
 import math
+import os
 import shutil
 import signal
 import sys
@@ -25,7 +26,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from common import summaries
-from common.checkpoints import write_model_info
+from common.checkpoints import checkpoint_prefixes, write_model_info
 from common.data.check import describe_bad_file
 from common.distribute import check_xla, is_chief, needs_loss_scaling
 from common.errors import InputError
@@ -102,7 +103,7 @@ class Trainer:
         if self.chief:
             lock_folder(self.model_folder, "--model_folder")
         resumed = False
-        for path in reversed(self.manager.checkpoints):
+        for path in self._resumable():
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
@@ -119,6 +120,15 @@ class Trainer:
                 self.global_step.assign(start_step)
         self._check_workers_agree()
         return resumed
+
+    def _resumable(self):
+        """This run's checkpoints, newest first: those the `checkpoint` file lists and any whole
+        ckpt-N on disk it does not list yet (a run killed between writing a checkpoint and
+        recording it)."""
+        listed = {os.path.normpath(p) for p in self.manager.checkpoints}
+        on_disk = {os.path.normpath(p) for p in checkpoint_prefixes(self.model_folder)
+                   if Path(p).name.startswith("ckpt-") and Path(p + ".index").is_file()}
+        return sorted(listed | on_disk, key=lambda p: int(p.rsplit("-", 1)[1]), reverse=True)
 
     def _check_workers_agree(self):
         """Stops when workers start from different steps (a model folder not every worker sees)."""

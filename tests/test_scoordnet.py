@@ -286,3 +286,14 @@ def test_checkpoint_holds_every_layer(tmp_path):
     tf.train.Checkpoint(scoordnet=other).read(str(tmp_path / "c")).assert_consumed()
     x = tf.random.uniform([1, 32, 32, 3], 0, 255)
     np.testing.assert_array_equal(net(x)[0], other(x)[0])
+
+
+def test_resume_finds_a_whole_checkpoint_the_run_had_not_recorded(tiny_scene, tmp_path, capsys):
+    """Killed after writing ckpt-4 but before recording it in `checkpoint`: the run resumes from it."""
+    model = tmp_path / "m"
+    assert _train(tiny_scene.train, model, 4, "--snapshot", "2") == 0
+    (model / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    capsys.readouterr()
+    assert _train(tiny_scene.train, model, 5, "--snapshot", "5") == 0
+    printed = capsys.readouterr().out
+    assert "ckpt-4 at step 4" in printed and "finished step 5" in printed
