@@ -6,6 +6,7 @@ batch (`global_sum`), so that adding the replicas' values gives exactly the sing
 the optimizer then sums the replicas' gradients (Keras 3 all-reduces with SUM).
 """
 
+import contextlib
 import json
 import os
 
@@ -129,6 +130,19 @@ def set_mixed_precision(enabled):
         policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+@contextlib.contextmanager
+def precision_policy(enabled):
+    """Layers built inside use set_mixed_precision's policy (bfloat16 on CPU, float16 on GPU);
+    Keras's global policy is restored afterwards. Yields the policy name."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    try:
+        yield set_mixed_precision(enabled)
+    finally:
+        keras.mixed_precision.set_global_policy(before)
 
 
 def needs_loss_scaling():

@@ -48,6 +48,61 @@ def save_npy(path, array):
     atomic_write(path, lambda f: np.save(f, array))
 
 
+class BackgroundWriter:
+    """Runs the per-frame output work (save_npy, evaluation) on one thread, in submission order.
+
+    The network keeps running while the previous frames are written. Each file is still written
+    by save_npy (temporary name, rename): whole or absent. The first error of a job is raised in
+    the caller's thread by the next `submit` or by `close`, and no later job runs.
+    """
+
+    def __init__(self, depth=8):
+        import queue
+        import threading
+
+        self._jobs = queue.Queue(maxsize=depth)
+        self._error = None
+        self._thread = threading.Thread(target=self._work, name="npy-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if self._error is None:
+                try:
+                    job[0](*job[1])
+                except BaseException as e:  # surfaced in the caller's thread
+                    self._error = e
+
+    def _raise(self):
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, fn, *args):
+        """Queues fn(*args) (waits while `depth` jobs are pending)."""
+        self._raise()
+        self._jobs.put((fn, args))
+
+    def close(self):
+        """Waits for every queued job; raises the first error of any."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            self.close()
+        else:  # already failing: finish what is queued, keep the first error
+            self._jobs.put(None)
+            self._thread.join()
+
+
 def read_map_file(path, channels, map_hw=None, what="coordinate map"):
     """[h, w, channels] float32 of an .npy map written by this project (coord_<k>.npy: 4 channels,
     <k-1>_<k>_flow.npy: 3); anything else is an InputError naming the file."""

@@ -1,6 +1,7 @@
 """Command-line glue shared by the test.py scripts: flags, settings, loading networks."""
 
 import argparse
+import time
 from pathlib import Path
 
 from common.cli import HelpFormatter, add_config_flags, add_folder_flag
@@ -20,6 +21,9 @@ def testing_parser(description):
                    help="test the checkpoint of step N (ckpt-N or model.ckpt-N; default: the newest)")
     p.add_argument("--batch_size", type=int, default=4, help="frames per network pass")
     p.add_argument("--sequence_length", type=int, help="frames per sequence (default: parent folder)")
+    p.add_argument("--mixed_precision", action="store_true",
+                   help="run the networks in bfloat16 (CPU) or float16 (GPU); their outputs, the filter "
+                        "and the written maps stay float32")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     return p
@@ -30,18 +34,61 @@ def test_settings(args, stage):
     return override(cfg, sequence_length=args.sequence_length)
 
 
-def build_networks(model_folder, builders, cfg_full=None, step=None):
+def build_networks(model_folder, builders, cfg_full=None, step=None, mixed_precision=False):
     """Builds and loads networks from a model folder: this project's or an original TF1 release.
 
     `builders`: {name ('scoordnet', 'oflownet'): callable(width) returning the built network};
     widths come from the folder's model.json (this project) or are 1.0 (original release).
-    `step`: the checkpoint of that step (default: the newest). Returns ({name: net}, checkpoint path).
+    `step`: the checkpoint of that step (default: the newest). `mixed_precision`: the networks
+    compute in bfloat16 / float16 (variables and outputs stay float32).
+    Returns ({name: net}, checkpoint path).
     """
     from common.checkpoints import load_networks, network_widths  # TensorFlow: not for --help
+    from common.distribute import precision_policy
 
     cfg_full = cfg_full or load_config()
     widths = network_widths(model_folder, {n: stage_config(cfg_full, n) for n in builders})
-    nets = {name: build(widths.get(name, 1.0)) for name, build in builders.items()}
+    with precision_policy(mixed_precision):
+        nets = {name: build(widths.get(name, 1.0)) for name, build in builders.items()}
     _, path = load_networks(model_folder, nets, step=step)
     print(f"weights: {path}")
     return nets, str(Path(path).resolve())
+
+
+class FrameClock:
+    """Speed of a test loop: its first batch (graph tracing, first reads) apart from the frames after it."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.first = self.end = None
+        self.frames = self.total = 0
+
+    def tick(self, frames):
+        """After a batch of `frames` computed frames."""
+        now = time.perf_counter()
+        self.total += frames
+        if self.first is None:
+            if frames:
+                self.first = now
+        else:
+            self.frames += frames
+
+    def stop(self):
+        """At the end (after the last file is written)."""
+        self.end = time.perf_counter()
+
+    def summary(self):
+        """{startup_s, frames, seconds, frames_per_second (after the first batch), total_frames, total_s}."""
+        end = self.end or time.perf_counter()
+        first = self.first or end
+        seconds = end - first
+        return {"startup_s": first - self.t0, "frames": self.frames, "seconds": seconds,
+                "frames_per_second": self.frames / seconds if self.frames and seconds > 0 else None,
+                "total_frames": self.total, "total_s": end - self.t0}
+
+    def line(self):
+        s = self.summary()
+        if not s["frames_per_second"]:
+            return ""
+        return (f" ({s['frames_per_second']:.2f} frames/s after a first batch of "
+                f"{s['startup_s']:.1f} s)")

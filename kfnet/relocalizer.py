@@ -109,12 +109,14 @@ class Result:
         return formats.coord_output(self.coords, self.sigma)
 
 
-def load_kfnet(model_folder, image_hw=(64, 64), cfg_full=None, step=None):
+def load_kfnet(model_folder, image_hw=(64, 64), cfg_full=None, step=None, mixed_precision=False):
     """(KFNet with both networks loaded, checkpoint path) from a KFNet model folder of this
-    project or an original TF1 release; image_hw only sizes the dummy pass that builds them."""
+    project or an original TF1 release; image_hw only sizes the dummy pass that builds them.
+    mixed_precision: the networks compute in bfloat16 (CPU) / float16 (GPU), outputs float32."""
     nets, ckpt = build_networks(model_folder, {
         "scoordnet": lambda w: SCoordNet(width=w).build_for(image_hw),
-        "oflownet": lambda w: OFlowNet(width=w).build_for(image_hw)}, cfg_full, step=step)
+        "oflownet": lambda w: OFlowNet(width=w).build_for(image_hw)}, cfg_full, step=step,
+        mixed_precision=mixed_precision)
     return KFNet(nets["scoordnet"], nets["oflownet"]), ckpt
 
 
@@ -155,15 +157,17 @@ class Relocalizer:
 
     @classmethod
     def load(cls, model_folder, config=None, intrinsics=None, nis=False, scene=None, transform=None,
-             step=None, **kwargs):
+             step=None, mixed_precision=False, **kwargs):
         """From a model folder (this project's KFNet run or an original TF1 release).
 
         config: a YAML config file (as --config), scene: a scene name (as --scene); they give
         the network widths of an original release and the default intrinsics. intrinsics: 3×3
         (overrides the config's). transform: 4×4 or a transform.txt path. step: checkpoint step.
+        mixed_precision: the networks compute in bfloat16 on CPU, float16 on GPU; their outputs,
+        the filter and PnP stay float32.
         """
         cfg = load_config(scene, config)
-        model, ckpt = load_kfnet(model_folder, cfg_full=cfg, step=step)
+        model, ckpt = load_kfnet(model_folder, cfg_full=cfg, step=step, mixed_precision=mixed_precision)
         K = config_intrinsics(cfg) if intrinsics is None else intrinsics
         reloc = cls(model, K, transform, nis=nis, **kwargs)
         reloc.checkpoint = ckpt

@@ -8,7 +8,6 @@ the measurement at every sequence start (docs/reference.md §4).
 """
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -20,7 +19,7 @@ MEASUREMENT, PRIOR = "measurement", "prior"
 
 
 def main(argv=None):
-    from common.test_cli import test_settings, testing_parser
+    from common.test_cli import FrameClock, test_settings, testing_parser
 
     parser = testing_parser(__doc__.splitlines()[0])
     parser.add_argument("--nis", action="store_true", default=None,
@@ -50,13 +49,13 @@ def main(argv=None):
     use_nis = bool(cfg.get("nis")) if args.nis is None else True
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
     model, ckpt = load_kfnet(args.model_folder, data.image_hw, load_config(args.scene, args.config),
-                             step=args.checkpoint)
+                             step=args.checkpoint, mixed_precision=args.mixed_precision)
     reloc = Relocalizer(model, transform=data.transform, nis=use_nis, nis_threshold=args.nis_threshold)
     h, w = data.map_hw
     out = Path(args.output_folder)
     signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,
                  "save_measurement": args.save_measurement,
-                 "input_folder": str(Path(args.input_folder).resolve())}
+                 "mixed_precision": args.mixed_precision, "input_folder": str(Path(args.input_folder).resolve())}
     formats.open_output_folder(out, signature)
     if args.save_measurement:
         (out / MEASUREMENT).mkdir(exist_ok=True)
@@ -93,42 +92,53 @@ def main(argv=None):
                 continue
             break
 
-    bar = tqdm(total=len(data), initial=start, desc="kfnet test", unit="frame", disable=not args.progress)
-    t0, frames = time.time(), 0
-    for batch in test_dataset(data, args.batch_size, start=start):
-        z, r, flow, q = reloc.networks(batch["image"])
-        for i, k in enumerate(batch["index"].numpy()):
-            k = int(k)
-            zi, ri = z[i:i + 1], r[i:i + 1]
-            step = reloc.filter(zi, ri, flow[i:i + 1], q[i:i + 1], bool(batch["new_sequence"][i]))
-            prior = None if step.prior_x is None else (step.prior_x, step.prior_p)
-            if step.nis is not None:
-                nis_pass += int(np.sum(step.nis.numpy() <= args.nis_threshold))
-                nis_cells += int(np.prod(step.nis.shape))
-            post_world = world(step.shown.numpy()[0])
-            formats.save_npy(formats.coord_file(out, k),
-                             formats.coord_output(post_world, np.sqrt(step.p.numpy()[0])))
-            maps = {"posterior": post_world, "measurement": world(zi.numpy()[0])}
+    def finish(k, post, post_var, meas, meas_var, prior, prior_var, gt, mask):
+        """Writer thread: the frame's files (world frame), then its evaluation, in frame order."""
+        maps = {"posterior": world(post), "measurement": world(meas)}
+        if prior is not None:
+            maps["prior"] = world(prior)
+        formats.save_npy(formats.coord_file(out, k), formats.coord_output(maps["posterior"], np.sqrt(post_var)))
+        if args.save_measurement:
+            formats.save_npy(formats.coord_file(out / MEASUREMENT, k),
+                             formats.coord_output(maps["measurement"], np.sqrt(meas_var)))
             if prior is not None:
-                maps["prior"] = world(prior[0].numpy()[0])
-            if args.save_measurement:
-                formats.save_npy(formats.coord_file(out / MEASUREMENT, k),
-                                 formats.coord_output(maps["measurement"], np.sqrt(ri.numpy()[0])))
-                if prior is not None:
-                    formats.save_npy(formats.coord_file(out / PRIOR, k),
-                                     formats.coord_output(maps["prior"], np.sqrt(prior[1].numpy()[0])))
-            if data.has_labels:
-                gt, mask = world(batch["coords"][i].numpy()), batch["mask"][i].numpy()
-                cm = {name: evaluate(k, name, m, gt, mask) for name, m in maps.items()}
-                if not args.quiet:
-                    parts = [f"{name} {cm[name]:.2f} cm" for name in ("measurement", "prior", "posterior")
-                             if name in cm]
-                    bar.write(f"frame {k}: median error " + ", ".join(parts))
-            frames += 1
-        bar.update(len(batch["index"]))
+                formats.save_npy(formats.coord_file(out / PRIOR, k),
+                                 formats.coord_output(maps["prior"], np.sqrt(prior_var)))
+        if gt is not None:
+            gt = world(gt)
+            cm = {name: evaluate(k, name, m, gt, mask) for name, m in maps.items()}
+            if not args.quiet:
+                parts = [f"{name} {cm[name]:.2f} cm" for name in ("measurement", "prior", "posterior")
+                         if name in cm]
+                bar.write(f"frame {k}: median error " + ", ".join(parts))
+
+    bar = tqdm(total=len(data), initial=start, desc="kfnet test", unit="frame", disable=not args.progress)
+    clock = FrameClock()
+    frames = 0
+    with formats.BackgroundWriter() as writer:
+        for batch in test_dataset(data, args.batch_size, start=start):
+            z, r, flow, q = reloc.networks(batch["image"])
+            z_np, r_np = z.numpy(), r.numpy()
+            for i, k in enumerate(batch["index"].numpy()):
+                step = reloc.filter(z[i:i + 1], r[i:i + 1], flow[i:i + 1], q[i:i + 1],
+                                    bool(batch["new_sequence"][i]))
+                if step.nis is not None:
+                    nis_pass += int(np.sum(step.nis.numpy() <= args.nis_threshold))
+                    nis_cells += int(np.prod(step.nis.shape))
+                prior = prior_var = gt = mask = None
+                if step.prior_x is not None:
+                    prior, prior_var = step.prior_x.numpy()[0], step.prior_p.numpy()[0]
+                if data.has_labels:
+                    gt, mask = batch["coords"][i].numpy(), batch["mask"][i].numpy()
+                writer.submit(finish, int(k), step.shown.numpy()[0], step.p.numpy()[0], z_np[i], r_np[i],
+                              prior, prior_var, gt, mask)
+                frames += 1
+            clock.tick(len(batch["index"]))
+            bar.update(len(batch["index"]))
+    clock.stop()
     bar.close()
-    elapsed = time.time() - t0
-    summary = {"frames_per_second": frames / elapsed if frames else None}
+    speed = clock.summary()
+    summary = {"frames_per_second": speed["frames_per_second"], "speed": speed}
     if nis_cells:
         summary["nis_pass"] = nis_pass / nis_cells
     if data.has_labels:
@@ -140,7 +150,7 @@ def main(argv=None):
               f"(threshold {args.nis_threshold:g}{', failing cells take the measurement' if use_nis else ''})")
     formats.mark_complete(out, summary)
     if frames:
-        print(f"{frames} frames in {elapsed:.1f} s ({frames / elapsed:.2f} frames/s); posterior maps in {out}")
+        print(f"{frames} frames in {speed['total_s']:.1f} s{clock.line()}; posterior maps in {out}")
     return 0
 
 

@@ -12,19 +12,19 @@ if __package__ in (None, ""):
 from common.cli import quiet_tensorflow, run  # noqa: E402
 
 
-def load_network(model_folder, image_hw, cfg_full=None, step=None):
+def load_network(model_folder, image_hw, cfg_full=None, step=None, mixed_precision=False):
     """(SCoordNet built for image_hw and loaded, checkpoint path) from a SCoordNet or KFNet model
-    folder of this project, or an original TF1 release."""
+    folder of this project, or an original TF1 release; mixed_precision: computes in bf16/fp16."""
     from common.test_cli import build_networks
     from scoordnet.model import SCoordNet
 
     nets, ckpt = build_networks(model_folder, {"scoordnet": lambda w: SCoordNet(width=w).build_for(image_hw)},
-                                cfg_full, step=step)
+                                cfg_full, step=step, mixed_precision=mixed_precision)
     return nets["scoordnet"], ckpt
 
 
 def main(argv=None):
-    from common.test_cli import test_settings, testing_parser
+    from common.test_cli import FrameClock, test_settings, testing_parser
 
     args = testing_parser(__doc__.splitlines()[0]).parse_args(argv)
     quiet_tensorflow(devices=True)
@@ -46,8 +46,8 @@ def main(argv=None):
     cfg = test_settings(args, "scoordnet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
     net, ckpt = load_network(args.model_folder, data.image_hw, load_config(args.scene, args.config),
-                             step=args.checkpoint)
-    signature = {"stage": "scoordnet", "checkpoint": ckpt,
+                             step=args.checkpoint, mixed_precision=args.mixed_precision)
+    signature = {"stage": "scoordnet", "checkpoint": ckpt, "mixed_precision": args.mixed_precision,
                  "input_folder": str(Path(args.input_folder).resolve())}
     out = Path(args.output_folder)
     formats.open_output_folder(out, signature)
@@ -61,33 +61,49 @@ def main(argv=None):
     done = {k for k in range(len(data)) if formats.coord_file(out, k).exists()}
     if done:
         print(f"{len(done)} of {len(data)} frames already in {out}; computing the rest")
+    def finish(k, world, sigma_hw1, gt, mask):
+        """Writer thread: the frame's file, then its evaluation (in frame order)."""
+        if sigma_hw1 is not None:
+            formats.save_npy(formats.coord_file(out, k), formats.coord_output(world, sigma_hw1))
+        if gt is not None:
+            med, share = errors.add(k, world, gt, mask)
+            if not args.quiet:
+                bar.write(f"frame {k}: median error {med:.2f} cm, {100 * share:.1f} % within 5 cm")
+
     bar = tqdm(total=len(data), desc="scoordnet test", unit="frame", disable=not args.progress)
-    for batch in test_dataset(data, args.batch_size):
-        ks = batch["index"].numpy()
-        todo = [i for i, k in enumerate(ks) if int(k) not in done]
-        if todo:
-            coords, sigma = forward(tf.gather(batch["image"], todo))
-            coords, sigma = coords.numpy(), sigma.numpy()
-        for i, k in enumerate(ks):
-            k = int(k)
-            if i in todo:
-                j = todo.index(i)
-                world = transform_points(to_world, coords[j]).astype(np.float32)
-                formats.save_npy(formats.coord_file(out, k), formats.coord_output(world, sigma[j]))
-            else:
-                world = formats.read_map_file(formats.coord_file(out, k), 4, data.map_hw)[..., :3]
-            if data.has_labels:
-                gt = transform_points(to_world, batch["coords"][i].numpy())
-                med, share = errors.add(k, world, gt, batch["mask"][i].numpy())
-                if not args.quiet:
-                    bar.write(f"frame {k}: median error {med:.2f} cm, {100 * share:.1f} % within 5 cm")
-        bar.update(len(ks))
+    clock = FrameClock()
+    with formats.BackgroundWriter() as writer:
+        for batch in test_dataset(data, args.batch_size):
+            ks = batch["index"].numpy()
+            todo = [i for i, k in enumerate(ks) if int(k) not in done]
+            if todo:
+                images = batch["image"] if len(todo) == len(ks) else tf.gather(batch["image"], todo)
+                coords, sigma = forward(images)
+                coords, sigma = coords.numpy(), sigma.numpy()
+            for i, k in enumerate(ks):
+                k = int(k)
+                if i in todo:
+                    j = todo.index(i)
+                    world, sigma_k = transform_points(to_world, coords[j]).astype(np.float32), sigma[j]
+                else:
+                    world = formats.read_map_file(formats.coord_file(out, k), 4, data.map_hw)[..., :3]
+                    sigma_k = None
+                gt = mask = None
+                if data.has_labels:
+                    gt = transform_points(to_world, batch["coords"][i].numpy())
+                    mask = batch["mask"][i].numpy()
+                writer.submit(finish, k, world, sigma_k, gt, mask)
+            clock.tick(len(todo))
+            bar.update(len(ks))
+    clock.stop()
     bar.close()
-    summary = errors.summary() if data.has_labels else None
-    formats.mark_complete(out, {"scoordnet": summary} if summary else None)
-    if summary:
+    summary = {"speed": clock.summary()}
+    if data.has_labels:
+        summary["scoordnet"] = errors.summary()
+    formats.mark_complete(out, summary)
+    if data.has_labels:
         print(errors.summary_line())
-    print(f"wrote {len(data)} coordinate maps to {out}")
+    print(f"wrote {len(data)} coordinate maps to {out}" + clock.line())
     return 0
 
 
