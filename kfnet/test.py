@@ -119,6 +119,8 @@ def main(argv=None):
         for batch in test_dataset(data, args.batch_size, start=start):
             z, r, flow, q = reloc.networks(batch["image"])
             z_np, r_np = z.numpy(), r.numpy()
+            gts = batch["coords"].numpy() if data.has_labels else None
+            masks = batch["mask"].numpy() if data.has_labels else None
             for i, k in enumerate(batch["index"].numpy()):
                 step = reloc.filter(z[i:i + 1], r[i:i + 1], flow[i:i + 1], q[i:i + 1],
                                     bool(batch["new_sequence"][i]))
@@ -129,7 +131,7 @@ def main(argv=None):
                 if step.prior_x is not None:
                     prior, prior_var = step.prior_x.numpy()[0], step.prior_p.numpy()[0]
                 if data.has_labels:
-                    gt, mask = batch["coords"][i].numpy(), batch["mask"][i].numpy()
+                    gt, mask = gts[i], masks[i]
                 writer.submit(finish, int(k), step.shown.numpy()[0], step.p.numpy()[0], z_np[i], r_np[i],
                               prior, prior_var, gt, mask)
                 frames += 1

@@ -61,12 +61,16 @@ def main(argv=None):
     done = {k for k in range(len(data)) if formats.coord_file(out, k).exists()}
     if done:
         print(f"{len(done)} of {len(data)} frames already in {out}; computing the rest")
-    def finish(k, world, sigma_hw1, gt, mask):
-        """Writer thread: the frame's file, then its evaluation (in frame order)."""
-        if sigma_hw1 is not None:
+    def finish(k, coords_hw3, sigma_hw1, gt, mask):
+        """Writer thread: the frame's world coordinates and file, then its evaluation (in frame order).
+        coords_hw3 None: the frame was written by an earlier run."""
+        if coords_hw3 is not None:
+            world = transform_points(to_world, coords_hw3).astype(np.float32)
             formats.save_npy(formats.coord_file(out, k), formats.coord_output(world, sigma_hw1))
+        else:
+            world = formats.read_map_file(formats.coord_file(out, k), 4, data.map_hw)[..., :3]
         if gt is not None:
-            med, share = errors.add(k, world, gt, mask)
+            med, share = errors.add(k, world, transform_points(to_world, gt), mask)
             if not args.quiet:
                 bar.write(f"frame {k}: median error {med:.2f} cm, {100 * share:.1f} % within 5 cm")
 
@@ -80,19 +84,12 @@ def main(argv=None):
                 images = batch["image"] if len(todo) == len(ks) else tf.gather(batch["image"], todo)
                 coords, sigma = forward(images)
                 coords, sigma = coords.numpy(), sigma.numpy()
+            gt = batch["coords"].numpy() if data.has_labels else None
+            mask = batch["mask"].numpy() if data.has_labels else None
             for i, k in enumerate(ks):
-                k = int(k)
-                if i in todo:
-                    j = todo.index(i)
-                    world, sigma_k = transform_points(to_world, coords[j]).astype(np.float32), sigma[j]
-                else:
-                    world = formats.read_map_file(formats.coord_file(out, k), 4, data.map_hw)[..., :3]
-                    sigma_k = None
-                gt = mask = None
-                if data.has_labels:
-                    gt = transform_points(to_world, batch["coords"][i].numpy())
-                    mask = batch["mask"][i].numpy()
-                writer.submit(finish, k, world, sigma_k, gt, mask)
+                j = todo.index(i) if i in todo else None
+                writer.submit(finish, int(k), None if j is None else coords[j], None if j is None else sigma[j],
+                              None if gt is None else gt[i], None if mask is None else mask[i])
             clock.tick(len(todo))
             bar.update(len(ks))
     clock.stop()
