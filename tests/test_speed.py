@@ -21,7 +21,8 @@ BENCHMARK_KEYS = [
     "cli_scoordnet", "cli_kfnet", "kfnet_cli_vs_scoordnet_cli", "relocalizer_step", "pnp",
     "full_kfnet_vs_scoordnet", "full_kfnet_vs_scoordnet_pnp", "full_split_tower", "full_split_cost_volume",
     "full_split_flow_unet", "full_split_filter", "full_split_pnp", "full_split_io_read", "full_split_io_write",
-    "full_split_overhead", "full_startup_scoordnet", "full_startup_kfnet", "full_bf16_scoordnet",
+    "full_split_overhead", "full_startup_scoordnet", "full_startup_kfnet", "full_startup_scoordnet_bf16",
+    "full_startup_kfnet_bf16", "full_bf16_scoordnet",
     "full_bf16_kfnet", "full_bf16_diff_measurement", "full_bf16_diff_posterior", "full_cli_scoordnet",
     "full_cli_kfnet", "full_gflops",
 ]
