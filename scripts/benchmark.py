@@ -405,12 +405,12 @@ def full_rows(rows, args, tmp):
     frame = tf.constant(images[0][None])
     t_full = timed(lambda: sc(frame)[0].numpy(), args.full_repeat)
     gflops_net = conv_flops(net, hw) / t_full / 1e9
-    m = 4096
+    m = args.matmul
     a, b = tf.random.normal([m, m]), tf.random.normal([m, m])
     matmul = tf.function(lambda: tf.matmul(a, b))
     t_mm = timed(lambda: matmul().numpy(), 3)
     gflops_mm = 2 * m**3 / t_mm / 1e9
-    rows.add("full_gflops", f"SCoordNet ({width}×{height}) achieved GFLOP/s vs a 4096² matmul's",
+    rows.add("full_gflops", f"SCoordNet ({width}×{height}) achieved GFLOP/s vs a {m}² matmul's",
              f"{gflops_net:.1f} vs {gflops_mm:.1f} GFLOP/s ({t_full:.2f} s per frame)", gflops_net / gflops_mm)
 
 
@@ -427,6 +427,7 @@ def main(argv=None):
     p.add_argument("--full_widths", type=float, nargs=2, default=(1.0, 1.0), metavar=("SCOORD", "OFLOW"),
                    help="network widths at that size (1.0 1.0: the paper's networks)")
     p.add_argument("--full_repeat", type=int, default=2, help="timed forward passes of the GFLOP/s row (2)")
+    p.add_argument("--matmul", type=int, default=4096, help="size of the float32 matmul of the GFLOP/s row (4096)")
     p.add_argument("--only_full", action="store_true", help="--full without the demo-size rows")
     p.add_argument("--skip_full_cli", action="store_true", help="--full without the test CLI rows")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every row (with its numbers) here")

@@ -33,7 +33,7 @@ def test_benchmark_runs_on_a_tiny_setting_and_prints_every_key(tmp_path, capsys)
 
     out = tmp_path / "bench.json"
     assert benchmark.main(["--frames", "8", "--size", "64x48", "--full", "--full_frames", "8", "--full_size",
-                           "64x48", "--full_widths", "0.25", "0.25", "--full_repeat", "1",
+                           "64x48", "--full_widths", "0.25", "0.25", "--full_repeat", "1", "--matmul", "256",
                            "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     table = printed[printed.index("| key |"):]
