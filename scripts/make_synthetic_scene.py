@@ -12,7 +12,7 @@ if __package__ in (None, ""):
 
 import argparse
 
-from common.cli import add_folder_flag, parse_size, run
+from common.cli import add_folder_flag, add_output_flags, parse_size, run
 from common.data.synthetic import SceneSettings, intrinsics_for, write_scene
 
 
@@ -36,7 +36,7 @@ def main(argv=None):
                              "part of the loop)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed of room and paths (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     width, height = args.size
@@ -44,7 +44,7 @@ def main(argv=None):
                              sequences=args.sequences, test_sequences=args.test_sequences,
                              seed=args.seed, loop_frames=args.loop_frames)
     out = Path(args.output_folder)
-    if not write_scene(out, settings, progress=not args.quiet):
+    if not write_scene(out, settings, progress=args.progress):
         print(f"{out} already holds this scene; nothing to do")
         return 0
     f, cx, cy = intrinsics_for(width, height)

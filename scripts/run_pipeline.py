@@ -44,6 +44,10 @@ def parse_args(argv):
     t.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
     t.add_argument("--mixed_precision", action="store_true", help="mixed-precision training")
     t.add_argument("--xla", action="store_true", help="XLA-compiled training steps")
+    t.add_argument("--validate", action="store_true",
+                   help="validate every stage on the test folder while training (--val_folder TEST)")
+    t.add_argument("--val_every", type=int, metavar="N",
+                   help="with --validate: every N steps (default: each stage's checkpoint interval)")
     p.add_argument("--cloud_thres", type=float, default=20.0,
                    help="confidence threshold of the point-cloud render (20: sigma below 5 cm); lowered "
                         "to the map's median confidence, with a message, when no cell passes it")
@@ -86,6 +90,11 @@ class Pipeline:
         self.plots = self.work / "plots"
         hardware = ["--strategy", args.strategy] + ["--mixed_precision"] * args.mixed_precision
         hardware += ["--xla"] * args.xla
+        if args.val_every is not None and not args.validate:
+            raise InputError("--val_every needs --validate")
+        if args.validate:
+            hardware += ["--val_folder", str(self.test)]
+            hardware += ["--val_every", str(args.val_every)] if args.val_every is not None else []
         self.train_flags = {
             stage: hardware + (["--max_steps", args.max_steps[i]] if args.max_steps else [])
             for i, stage in enumerate(STAGES)}
