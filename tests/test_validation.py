@@ -36,6 +36,22 @@ def test_scoordnet_validation_scalar_is_the_test_scripts_median(tiny_scene, tmp_
     summary = json.loads((tmp_path / "out" / "run.json").read_text())["summary"]["scoordnet"]
     assert val[3] == pytest.approx(summary["median_cm"], rel=1e-4)
 
+    # --image_list: two of the test frames, in another order; labels follow, outputs are numbered
+    # by the given list's lines.
+    images = (tiny_scene.test / "image_list.txt").read_text().split()
+    chosen = tmp_path / "chosen.txt"
+    chosen.write_text(f"{images[5]}\n{images[2]}\n")
+    assert run_cli(scoord_test.main, ["--input_folder", str(tiny_scene.test), "--output_folder",
+                                      str(tmp_path / "two"), "--model_folder", str(model), "--quiet",
+                                      "--no_progress", "--image_list", str(chosen)]) == 0
+    assert sorted(p.name for p in (tmp_path / "two").glob("coord_*.npy")) == ["coord_0.npy", "coord_1.npy"]
+    for k, full in ((0, 5), (1, 2)):
+        np.testing.assert_allclose(np.load(tmp_path / "two" / f"coord_{k}.npy"),
+                                   np.load(tmp_path / "out" / f"coord_{full}.npy"), rtol=1e-5, atol=1e-5)
+    two = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert two["summary"]["scoordnet"]["frames"] == 2
+    assert two["signature"]["image_list"] == str(chosen)
+
 
 def test_flow_stage_validates(tiny_scene, tmp_path, capsys):
     from common.data.scene import load_input_folder
