@@ -247,10 +247,10 @@ class Relocalizer:
 
 
 def stream_label_errors(reloc, data, to_train_44=None, frames=None, batch_size=4):
-    """{'measurement_coord_error', 'prior_…', 'posterior_…': [n] cm}: the first `frames` frames of a labelled input
-    folder streamed through `reloc`'s networks and filter (restarting at each sequence start), each
-    map against the labels (mapped by to_train_44 into the networks' normalized frame), over the
-    valid cells. No prior at a sequence start. Used by stage 3's validation."""
+    """{'measurement_coord_error', 'prior_…', 'posterior_…': [n] cm}: the first `frames` frames of a
+    labelled input folder streamed through `reloc`'s networks and filter (restarting at each
+    sequence start), each map against the labels (mapped by to_train_44 into the networks'
+    normalized frame), over the valid cells. No prior at a sequence start. Stage 3's validation."""
     from common.data.pipelines import test_dataset
     from common.evaluation import label_errors_cm
 

@@ -153,7 +153,8 @@ def main(argv=None):
     net, ckpt = load_network(args.model_folder, data.image_hw, cfg_full, step=args.checkpoint)
     out = Path(args.output_folder)
     starts = data.sequence_starts
-    signature = {"stage": "oflownet", "checkpoint": ckpt, "sequence_length": cfg.get("sequence_length"), **source}
+    signature = {"stage": "oflownet", "checkpoint": ckpt, "sequence_length": cfg.get("sequence_length"),
+                 **source}
     formats.open_output_folder(out, signature)
 
     h, w = data.map_hw

@@ -25,7 +25,8 @@ def cli_modules():
 def test_every_script_answers_help():
     """One process: each script's main(["--help"]) prints its usage and exits with 0."""
     modules = cli_modules()
-    assert {"scripts.filter_oracle", "scoordnet.train", "kfnet.test", "pnp.solve", "vis.offscreen"} <= set(modules)
+    assert {"scripts.filter_oracle", "scoordnet.train", "kfnet.test", "pnp.solve",
+            "vis.offscreen"} <= set(modules)
     for name in modules:
         module = importlib.import_module(name)
         out = io.StringIO()
@@ -43,8 +44,10 @@ def test_filter_oracle_help_keeps_its_list():
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         module.main(["--help"])
     lines = out.getvalue().splitlines()
-    assert "- how alike consecutive measurement errors are (their correlation along the true flow): a filter" in lines
-    assert "    python scripts/filter_oracle.py --input_folder IN --results_folder OUT --scene synthetic" in lines
+    assert ("- how alike consecutive measurement errors are (their correlation along the true flow): "
+            "a filter") in lines
+    assert ("    python scripts/filter_oracle.py --input_folder IN --results_folder OUT "
+            "--scene synthetic") in lines
 
 
 def test_image_list_picks_frames_and_their_labels(tmp_path, capsys):

@@ -95,7 +95,8 @@ def test_bad_validation_folder_stops_at_the_start(tiny_scene, tmp_path, capsys):
         (["--val_folder", str(unlabelled)], f"error: --val_folder {unlabelled} has no label_list.txt: "
                                             "validation measures errors against labels"),
         (["--val_every", "5"], "error: --val_every needs --val_folder"),
-        (["--val_folder", str(tiny_scene.test), "--val_every", "0"], "error: --val_every must be positive, got 0"),
+        (["--val_folder", str(tiny_scene.test), "--val_every", "0"],
+         "error: --val_every must be positive, got 0"),
     ]
     for extra, message in cases:
         model = tmp_path / "m"
