@@ -15,6 +15,9 @@ from common.errors import InputError
 COLOUR_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
                  "immunohistochemistry", "retina", "motorcycle")
 GREY_PHOTOS = ("brick", "grass", "gravel", "moon", "coins", "camera", "clock", "text", "page")
+# Photographs of fine grain, shown larger than the others so that their grain is not averaged
+# away at the mip level a camera sees them at (the factor multiplies a material's scale).
+COARSEN = {"brick": 3.0, "gravel": 3.0}
 MAX_SIDE = 512  # larger photographs are shrunk to this (a texel is never seen up closer anyway)
 MIN_SIDE = 4  # the pyramid stops before a level gets smaller than this
 

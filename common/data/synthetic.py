@@ -310,6 +310,7 @@ def _make_studio(seed):
                 scales[i] = (rng.uniform(0.3, 0.8) if role == "furniture"
                              else rng.uniform(0.15, 0.4))
                 angles[i] = rng.uniform(0, 2 * math.pi)
+            scales[i] *= photos.COARSEN.get(names[photo[i]], 1.0)
             offsets[i] = rng.uniform(0, 512, 2)
             palette = _palette(rng)
             if role == "picture" and k == front:
