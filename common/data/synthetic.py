@@ -303,11 +303,11 @@ def _make_studio(seed):
         for k in range(6):
             i = 6 * b + k
             if role == "room":
-                photo[i], scales[i] = surfaces[k], rng.uniform(0.8, 1.4)
+                photo[i], scales[i] = surfaces[k], rng.uniform(1.2, 2.0)
                 angles[i] = rng.uniform(-0.2, 0.2)
             else:
                 photo[i] = rng.integers(len(names))
-                scales[i] = (rng.uniform(0.3, 0.8) if role == "furniture"
+                scales[i] = (rng.uniform(0.5, 1.0) if role == "furniture"
                              else rng.uniform(0.15, 0.4))
                 angles[i] = rng.uniform(0, 2 * math.pi)
             scales[i] *= photos.COARSEN.get(names[photo[i]], 1.0)
