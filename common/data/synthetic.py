@@ -7,8 +7,9 @@ tighter, higher and wider, looking off-centre), for checking that settings gener
 
 World frame: metres, z up, floor at z = 0, the room's vertical axis through the origin. Camera
 frame (OpenCV): x right, y down, z forward; poses are camera-to-world; pixel (x, y) has its centre
-at integer (x, y). Every sequence walks the same loop around a central table, looking inwards,
-with its own smooth hand-held noise, so that test sequences revisit the training views (docs/reference.md §2).
+at integer (x, y). In the table room every sequence walks the same loop around the table, looking
+inwards, with its own smooth hand-held noise, so that test sequences revisit the training views
+(docs/reference.md §2).
 """
 
 import colorsys
