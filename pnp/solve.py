@@ -80,7 +80,8 @@ def solve_frame(coords, confidence, K, cell=8, threshold=None, hypotheses=256, s
 
     Args:
       coords: [h, w, 3] world coordinates, metres. confidence: [h, w] 1/σ (1/metres).
-      K: 3×3 camera matrix of the image; cell (i, j) is pixel (cell·j + cell/2, cell·i + cell/2).
+      K: 3×3 camera matrix of the image; cell (i, j) is pixel (cell·j, cell·i) (common.geometry.
+         cell_pixels).
       threshold: inlier reprojection error in pixels (None: `default_threshold(K)`).
       hypotheses: most minimal samples. seed: int or tuple of ints (numpy Generator seed).
       min_confidence, drop_ratio: see `usable_cells`. sampling, weighting: "confidence" or
@@ -247,7 +248,7 @@ def build_parser():
     parser.add_argument("--cy", type=float, help="principal point y, pixels (overrides the config)")
     parser.add_argument("--cell", type=_positive(int), default=8,
                         help="pixels per map cell; cell (i, j) is pixel "
-                             "(cell·j + cell/2, cell·i + cell/2) (8)")
+                             "(cell·j, cell·i) (8)")
     parser.add_argument("--threshold", type=_positive(float),
                         help="inlier reprojection threshold in pixels (default 10 at f = 525, "
                              "scaled with the focal length)")
