@@ -11,7 +11,15 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """--help with the defaults shown, except for on/off switches (off unless given), flags
-    without one (None: taken from the config or the data) and help that states its own."""
+    without one (None: taken from the config or the data) and help that states its own.
+    A description or epilog of several lines (a module docstring) keeps its line breaks."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" not in text.strip():
+            return super()._fill_text(text, width, indent)
+        import textwrap
+
+        return "\n".join(indent + line for line in textwrap.dedent(text).strip("\n").splitlines())
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -35,6 +43,15 @@ def add_config_flags(parser, scene_required=False):
     group.add_argument("--scene", help="scene settings by name, looked up in configs/ "
                        "(e.g. chess, fire, synthetic)")
     group.add_argument("--config", help="scene settings from this YAML file")
+
+
+def add_output_flags(parser, quiet=True, progress=True):
+    """The two switches of every script with per-item output: --quiet (no per-frame lines) and
+    --no_progress (no progress bars; args.progress False)."""
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no per-frame lines")
+    if progress:
+        parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def parse_size(text):

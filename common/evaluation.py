@@ -36,3 +36,15 @@ class CoordErrors:
         return (f"{self.name}: median coordinate error {s['median_cm']:.2f} cm, "
                 f"{100 * s['within_5cm']:.1f} % of cells within 5 cm ({s['frames']} frames, "
                 f"{s['cells']} cells)")
+
+
+def label_errors_cm(pred_nhw3, gt_nhw3, mask_nhw1, to_frame_44=None):
+    """[n] distances (cm) of predicted maps to their labels over the valid cells; the labels are
+    first mapped by `to_frame_44` (e.g. a validation folder's normalized frame → the training one)."""
+    from common.geometry import transform_points
+
+    gt = np.asarray(gt_nhw3, np.float64)
+    if to_frame_44 is not None:
+        gt = transform_points(to_frame_44, gt)
+    valid = np.asarray(mask_nhw1)[..., 0] > 0.5
+    return 100.0 * np.linalg.norm(np.asarray(pred_nhw3, np.float64) - gt, axis=-1)[valid]

@@ -4,7 +4,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common.cli import HelpFormatter, add_config_flags, add_folder_flag
+from common.cli import HelpFormatter, add_config_flags, add_folder_flag, add_output_flags
 from common.config import load_config, override, stage_config
 
 
@@ -21,12 +21,26 @@ def testing_parser(description):
                    help="test the checkpoint of step N (ckpt-N or model.ckpt-N; default: the newest)")
     p.add_argument("--batch_size", type=int, default=4, help="frames per network pass")
     p.add_argument("--sequence_length", type=int, help="frames per sequence (default: parent folder)")
+    p.add_argument("--image_list", metavar="FILE",
+                   help="the images to test, one per line, instead of IN/image_list.txt (output k = line k "
+                        "of FILE); IN's labels and poses follow them when every image is a line of IN's list")
     p.add_argument("--mixed_precision", action="store_true",
                    help="run the networks in bfloat16 (CPU) or float16 (GPU); their outputs, the filter "
                         "and the written maps stay float32")
-    p.add_argument("--quiet", action="store_true", help="no per-frame lines")
-    p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
+    add_output_flags(p)
     return p
+
+
+def load_test_folder(args, sequence_length):
+    """The test input folder (with --image_list, its images) and its run.json signature entries."""
+    from common.data.scene import load_input_folder
+
+    data = load_input_folder(args.input_folder, sequence_length, require_labels=False,
+                             image_list=args.image_list)
+    signature = {"input_folder": str(Path(args.input_folder).resolve())}
+    if args.image_list:
+        signature["image_list"] = str(Path(args.image_list).resolve())
+    return data, signature
 
 
 def test_settings(args, stage):

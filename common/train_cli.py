@@ -35,6 +35,16 @@ def training_parser(description, scene_required=True, width_flag=True):
     g.add_argument("--no_augment", dest="augment", action="store_const", const=False,
                    help="turn data augmentation off")
     g.add_argument("--sequence_length", type=int, help="frames per sequence (default: parent folder)")
+    v = p.add_argument_group("validation (off unless --val_folder is given)")
+    v.add_argument("--val_folder", help="a prepared folder with labels (e.g. the test split: image_list.txt, "
+                    "label_list.txt, transform.txt; images of the training size): every --val_every steps "
+                    "the median coordinate error on it (stage 2: of the previous labels warped by the flow) "
+                    "goes to TensorBoard (val/...) and the console")
+    v.add_argument("--val_every", type=int, metavar="N",
+                   help="validate every N steps and at the last step (default: the checkpoint interval, "
+                        "--snapshot)")
+    v.add_argument("--val_frames", type=int, metavar="N",
+                   help="validate on the first N frames of --val_folder only (default: all)")
     d = p.add_argument_group("hardware (see README: Training on several GPUs / machines)")
     d.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: default = one device; mirrored = MirroredStrategy over "
@@ -86,6 +96,55 @@ def stage_settings(args, stage):
     if cfg["max_steps"] <= 0:
         raise InputError(f"{where('max_steps')} must be positive, got {cfg['max_steps']}")
     return cfg
+
+
+def load_validation(args, cfg, data):
+    """The --val_folder input folder, checked at the start (labels, the training image size), or None."""
+    from common.data.scene import load_input_folder
+
+    if args.val_folder is None:
+        for flag in ("val_every", "val_frames"):
+            if getattr(args, flag) is not None:
+                raise InputError(f"--{flag} needs --val_folder")
+        return None
+    for flag in ("val_every", "val_frames"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise InputError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    try:
+        val = load_input_folder(args.val_folder, cfg.get("sequence_length"), require_labels=False)
+    except InputError as e:
+        raise InputError(f"--val_folder: {e}") from None
+    if not val.has_labels:
+        raise InputError(f"--val_folder {args.val_folder} has no label_list.txt: validation measures "
+                         "errors against labels")
+    if val.image_hw != data.image_hw:
+        raise InputError(f"--val_folder {args.val_folder}: images are {val.image_hw[1]}x{val.image_hw[0]}, "
+                         f"the training images {data.image_hw[1]}x{data.image_hw[0]}")
+    return val
+
+
+def validation_hook(errors_fn, val, data, args, cfg):
+    """Trainer.fit's keywords (validate, val_every) for a validation folder, or {} without one.
+
+    errors_fn(val, to_train_44, frames) → {name: [n] per-cell errors (cm)}; validate() returns
+    their medians as {name_median_cm: value}. to_train_44 maps the validation folder's normalized
+    frame into the training folder's, where the networks predict.
+    """
+    if val is None:
+        return {}
+    import numpy as np
+
+    from common.poses import invert_rigid
+
+    to_train = data.transform @ invert_rigid(val.transform)
+    frames = min(args.val_frames or len(val), len(val))
+
+    def validate():
+        errors = errors_fn(val, to_train, frames)
+        return {f"{name}_median_cm": float(np.median(e)) if np.size(e) else float("nan")
+                for name, e in errors.items()}
+
+    return {"validate": validate, "val_every": args.val_every or int(cfg["snapshot"])}
 
 
 def setup_hardware(args, batch_size):

@@ -224,7 +224,7 @@ class Trainer:
 
         Scalars are the means over the steps since the last summary; every `image_every` steps
         (and at the first step) the stage's pictures of the current batch; every `val_every` steps
-        the scalars `validate()` returns (a dict), under val/.
+        and at the last the scalars `validate()` returns (a dict), under val/ and on the console.
         Returns 0 when finished, 130 when stopped by a signal (after saving). A training file
         that cannot be read any more (`data`: the InputFolder, to name it) saves a checkpoint
         and raises InputError.
@@ -262,10 +262,14 @@ class Trainer:
                 if writer is not None and image_every and (step % image_every == 0 or step == start + 1):
                     with writer.as_default():
                         self.write_images(batch, step)
-                if writer is not None and validate is not None and val_every and step % val_every == 0:
+                if writer is not None and validate is not None and val_every and (
+                        step % val_every == 0 or step == max_steps):
+                    scores = validate()
                     with writer.as_default(step=step):
-                        for k, v in validate().items():
+                        for k, v in scores.items():
                             tf.summary.scalar(f"val/{k}", v)
+                    bar.write(f"step {step} validation: "
+                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
                 if step % summary_every == 0 or step == max_steps or step == start + 1:
                     values = {k: float(v) / count for k, v in sums.items()}
                     sums, count = {}, 0

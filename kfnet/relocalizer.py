@@ -248,3 +248,28 @@ class Relocalizer:
                         time_ms=1000.0 * (time.perf_counter() - t0), new_sequence=start, index=self.frames)
         self.frames += 1
         return result
+
+
+def stream_label_errors(reloc, data, to_train_44=None, frames=None, batch_size=4):
+    """{'measurement_coord_error', 'prior_…', 'posterior_…': [n] cm}: the first `frames` frames of a
+    labelled input folder streamed through `reloc`'s networks and filter (restarting at each
+    sequence start), each map against the labels (mapped by to_train_44 into the networks'
+    normalized frame), over the valid cells. No prior at a sequence start. Stage 3's validation."""
+    from common.data.pipelines import test_dataset
+    from common.evaluation import label_errors_cm
+
+    errors = {"measurement": [], "prior": [], "posterior": []}
+    reloc.reset()
+    for batch in test_dataset(data, batch_size, stop=frames):
+        z, r, flow, q = reloc.networks(batch["image"])
+        for i in range(len(batch["index"])):
+            step = reloc.filter(z[i:i + 1], r[i:i + 1], flow[i:i + 1], q[i:i + 1],
+                                bool(batch["new_sequence"][i]))
+            gt, mask = batch["coords"][i:i + 1], batch["mask"][i:i + 1]
+            maps = {"measurement": z[i:i + 1], "posterior": step.x}
+            if step.prior_x is not None:
+                maps["prior"] = step.prior_x
+            for name, coords in maps.items():
+                errors[name].append(label_errors_cm(coords, gt, mask, to_train_44))
+    reloc.reset()
+    return {f"{name}_coord_error": np.concatenate(e) if e else np.zeros(0) for name, e in errors.items()}

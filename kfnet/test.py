@@ -19,7 +19,7 @@ MEASUREMENT, PRIOR = "measurement", "prior"
 
 
 def main(argv=None):
-    from common.test_cli import FrameClock, test_settings, testing_parser
+    from common.test_cli import FrameClock, load_test_folder, test_settings, testing_parser
 
     parser = testing_parser(__doc__.splitlines()[0])
     parser.add_argument("--nis", action="store_true", default=None,
@@ -38,7 +38,6 @@ def main(argv=None):
     from common import formats
     from common.config import load_config
     from common.data.pipelines import test_dataset
-    from common.data.scene import load_input_folder
     from common.errors import InputError
     from common.evaluation import CoordErrors
     from kfnet.relocalizer import Relocalizer, load_kfnet
@@ -47,15 +46,14 @@ def main(argv=None):
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg = test_settings(args, "kfnet")
     use_nis = bool(cfg.get("nis")) if args.nis is None else True
-    data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
+    data, source = load_test_folder(args, cfg.get("sequence_length"))
     model, ckpt = load_kfnet(args.model_folder, data.image_hw, load_config(args.scene, args.config),
                              step=args.checkpoint, mixed_precision=args.mixed_precision)
     reloc = Relocalizer(model, transform=data.transform, nis=use_nis, nis_threshold=args.nis_threshold)
     h, w = data.map_hw
     out = Path(args.output_folder)
     signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,
-                 "save_measurement": args.save_measurement,
-                 "mixed_precision": args.mixed_precision, "input_folder": str(Path(args.input_folder).resolve())}
+                 "save_measurement": args.save_measurement, "mixed_precision": args.mixed_precision, **source}
     formats.open_output_folder(out, signature)
     if args.save_measurement:
         (out / MEASUREMENT).mkdir(exist_ok=True)

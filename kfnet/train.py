@@ -13,7 +13,13 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 
 def main(argv=None):
-    from common.train_cli import setup_hardware, stage_settings, training_parser
+    from common.train_cli import (
+        load_validation,
+        setup_hardware,
+        stage_settings,
+        training_parser,
+        validation_hook,
+    )
 
     parser = training_parser(__doc__.splitlines()[0], width_flag=False)
     parser.add_argument("--scoordnet", help="model folder of a trained SCoordNet (this project's or an "
@@ -26,6 +32,7 @@ def main(argv=None):
     from common.data.pipelines import window_dataset
     from common.data.scene import load_input_folder
     from common.trainer import Trainer, seed_everything
+    from kfnet.relocalizer import Relocalizer, stream_label_errors
     from kfnet.stage import KFNetStage
     from oflownet.model import OFlowNet
     from scoordnet.model import SCoordNet
@@ -33,6 +40,7 @@ def main(argv=None):
     cfg = stage_settings(args, "kfnet")
     full = load_config(args.scene, args.config)
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"))
+    val = load_validation(args, cfg, data)
     strategy = setup_hardware(args, int(cfg["batch_size"]))
     seed_everything(cfg["seed"])
 
@@ -78,8 +86,14 @@ def main(argv=None):
                               augment=bool(cfg["augment"]), seed=int(cfg["seed"]), start_step=start_step,
                               shuffle=bool(cfg.get("shuffle", False)))
 
+    reloc = Relocalizer(stage.model)  # validation streams through the networks being trained
+
+    def val_errors(folder, to_train, frames):
+        return stream_label_errors(reloc, folder, to_train, frames)
+
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
-                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data)
+                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data,
+                       **validation_hook(val_errors, val, data, args, cfg))
 
 
 if __name__ == "__main__":

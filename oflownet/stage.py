@@ -5,6 +5,7 @@ one batch of 2B, each loss term normalized over the cells of both directions tog
 original's batch of two frames did (docs/reference.md §5).
 """
 
+import numpy as np
 import tensorflow as tf
 
 from common import losses
@@ -111,6 +112,38 @@ class OFlowNetStage:
                       "accuracy": global_mean(hits, count, plus_one=False),
                       "flow_magnitude": global_mean(tf.reduce_sum(magnitude),
                                                     tf.cast(tf.size(magnitude), tf.float32), plus_one=False)}
+
+    def validation_errors(self, data, to_train_44=None, frames=None, batch_size=4):
+        """{'warped_label_error', 'zero_flow_error': [n] cm} over the consecutive pairs of the first
+        `frames` frames of a labelled folder: frame k−1's labels warped by the flow onto frame k
+        (cells whose sample mixes only valid labels, in view), and unmoved, against frame k's.
+        Both are labels of one folder, so its normalized frame needs no mapping."""
+        from common.data.pipelines import test_dataset
+        from common.evaluation import label_errors_cm
+        from common.filter import warped_labels
+
+        if getattr(self, "_val_fns", None) is None:
+            self._val_fns = (tf.function(self.net.features),
+                             tf.function(lambda prev, cur: self.net.flow_from_features(prev, cur)[0]))
+        features, flow_of = self._val_fns
+        warped, still, last = [], [], None  # last: (features, coords, mask) of the previous frame
+        for b in test_dataset(data, batch_size, stop=frames):
+            feats = features(b["image"])
+            chain = ([] if last is None else [last]) + [
+                (feats[i:i + 1], b["coords"][i:i + 1], b["mask"][i:i + 1]) for i in range(len(feats))]
+            new = [True] * (len(chain) - len(feats)) + [bool(x) for x in b["new_sequence"].numpy()]
+            pairs = [(a, c) for a, c, start in zip(chain[:-1], chain[1:], new[1:]) if not start]
+            if pairs:
+                prev = [tf.concat([p[0][n] for p in pairs], 0) for n in range(3)]
+                cur = [tf.concat([p[1][n] for p in pairs], 0) for n in range(3)]
+                prior, usable = warped_labels(flow_of(prev[0], cur[0]), prev[1], prev[2])
+                mask = cur[2] * tf.cast(usable[..., None], cur[2].dtype)
+                warped.append(label_errors_cm(prior, cur[1], mask))
+                still.append(label_errors_cm(prev[1], cur[1], cur[2] * prev[2]))
+            last = chain[-1]
+        empty = np.zeros(0)
+        return {"warped_label_error": np.concatenate(warped) if warped else empty,
+                "zero_flow_error": np.concatenate(still) if still else empty}
 
     def summary_images(self, batch, count=2):
         """Pictures of the first pairs: current image, flow, σ_q, error of the prior from the labels."""

@@ -127,7 +127,7 @@ def load_network(model_folder, image_hw, cfg_full=None, step=None):
 
 
 def main(argv=None):
-    from common.test_cli import test_settings, testing_parser
+    from common.test_cli import load_test_folder, test_settings, testing_parser
 
     p = testing_parser(__doc__.splitlines()[0])
     p.epilog = EPILOG
@@ -141,7 +141,6 @@ def main(argv=None):
     from common import formats
     from common.config import intrinsics, load_config
     from common.data.pipelines import test_dataset
-    from common.data.scene import load_input_folder
     from common.errors import InputError
     from common.filter import warped_labels
     from common.poses import invert_rigid
@@ -150,12 +149,12 @@ def main(argv=None):
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg_full = load_config(args.scene, args.config)
     cfg = test_settings(args, "oflownet")
-    data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
+    data, source = load_test_folder(args, cfg.get("sequence_length"))
     net, ckpt = load_network(args.model_folder, data.image_hw, cfg_full, step=args.checkpoint)
     out = Path(args.output_folder)
     starts = data.sequence_starts
     signature = {"stage": "oflownet", "checkpoint": ckpt, "sequence_length": cfg.get("sequence_length"),
-                 "input_folder": str(Path(args.input_folder).resolve())}
+                 **source}
     formats.open_output_folder(out, signature)
 
     h, w = data.map_hw

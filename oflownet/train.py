@@ -25,7 +25,7 @@ def parser():
 
 
 def main(argv=None):
-    from common.train_cli import setup_hardware, stage_settings
+    from common.train_cli import load_validation, setup_hardware, stage_settings, validation_hook
 
     args = parser().parse_args(argv)
     quiet_tensorflow(devices=True)
@@ -42,6 +42,7 @@ def main(argv=None):
     pairs = len(consecutive_pairs(data))
     if pairs == 0:
         raise InputError(f"{args.input_folder} has no two consecutive frames of one sequence to train on")
+    val = load_validation(args, cfg, data)
     strategy = setup_hardware(args, int(cfg["batch_size"]))
     seed_everything(cfg["seed"])
     with strategy.scope():
@@ -61,7 +62,8 @@ def main(argv=None):
                             seed=int(cfg["seed"]), start_step=start_step)
 
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
-                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data)
+                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data,
+                       **validation_hook(stage.validation_errors, val, data, args, cfg))
 
 
 if __name__ == "__main__":

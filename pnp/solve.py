@@ -80,7 +80,8 @@ def solve_frame(coords, confidence, K, cell=8, threshold=None, hypotheses=256, s
 
     Args:
       coords: [h, w, 3] world coordinates, metres. confidence: [h, w] 1/σ (1/metres).
-      K: 3×3 camera matrix of the image; cell (i, j) is pixel (cell·j + cell/2, cell·i + cell/2).
+      K: 3×3 camera matrix of the image; cell (i, j) is pixel (cell·j, cell·i) (common.geometry.
+         cell_pixels).
       threshold: inlier reprojection error in pixels (None: `default_threshold(K)`).
       hypotheses: most minimal samples. seed: int or tuple of ints (numpy Generator seed).
       min_confidence, drop_ratio: see `usable_cells`. sampling, weighting: "confidence" or
@@ -241,11 +242,13 @@ def build_parser():
     add_config_flags(parser)
     parser.add_argument("--focal", type=_positive(float),
                         help="focal length in pixels (overrides the config)")
+    parser.add_argument("--focal_y", type=_positive(float),
+                        help="vertical focal length fy in pixels (default: --focal, else the config's)")
     parser.add_argument("--cx", type=float, help="principal point x, pixels (overrides the config)")
     parser.add_argument("--cy", type=float, help="principal point y, pixels (overrides the config)")
     parser.add_argument("--cell", type=_positive(int), default=8,
                         help="pixels per map cell; cell (i, j) is pixel "
-                             "(cell·j + cell/2, cell·i + cell/2) (8)")
+                             "(cell·j, cell·i) (8)")
     parser.add_argument("--threshold", type=_positive(float),
                         help="inlier reprojection threshold in pixels (default 10 at f = 525, "
                              "scaled with the focal length)")
@@ -270,14 +273,40 @@ def build_parser():
     return parser
 
 
+def _intrinsics_source(args):
+    if args.scene or args.config:
+        return f"from {'--scene ' + args.scene if args.scene else '--config ' + args.config}"
+    return "the 7-Scenes defaults of configs/defaults.yaml"
+
+
+def warn_if_centre_misfits(K, coord_path, cell, source):
+    """One warning line when the principal point lies far (over a quarter of the size) from the
+    centre of the images a map of `coord_path`'s size comes from: intrinsics of another camera."""
+    try:
+        h, w = np.load(coord_path, mmap_mode="r").shape[:2]
+    except (OSError, ValueError, *HEADER_ERRORS):
+        return  # the frame's own failure is reported with its result
+    width, height = w * cell, h * cell
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    if abs(cx - width / 2) <= width / 4 and abs(cy - height / 2) <= height / 4:
+        return
+    print(f"warning: intrinsics fx {K[0, 0]:g}, fy {K[1, 1]:g}, centre ({cx:g}, {cy:g}) ({source}) do not "
+          f"fit maps of {w}x{h} cells ({width}x{height} pixels, centre ({width / 2:g}, {height / 2:g})); "
+          "pass --scene/--config or --focal/--focal_y/--cx/--cy", file=sys.stderr)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     pose_file, tum_file, summary_file = pnp_output_paths(args.output)
     if pose_file.is_dir():
         raise InputError(f"output {pose_file} is a folder; give a pose file name")
-    cfg = override(load_config(args.scene, args.config), focal=args.focal, cx=args.cx, cy=args.cy)
+    focal_y = args.focal_y or args.focal  # --focal alone means square pixels, whatever the config says
+    cfg = override(load_config(args.scene, args.config), focal=args.focal, focal_y=focal_y, cx=args.cx,
+                   cy=args.cy)
     K = intrinsics(cfg)
     files = find_coord_files(args.coord_folder)
+    if args.cx is None or args.cy is None:
+        warn_if_centre_misfits(K, files[0][1], args.cell, _intrinsics_source(args))
     indices = [k for k, _ in files]
 
     gt, pose_paths = (None, None)

@@ -24,7 +24,7 @@ def load_network(model_folder, image_hw, cfg_full=None, step=None, mixed_precisi
 
 
 def main(argv=None):
-    from common.test_cli import FrameClock, test_settings, testing_parser
+    from common.test_cli import FrameClock, load_test_folder, test_settings, testing_parser
 
     args = testing_parser(__doc__.splitlines()[0]).parse_args(argv)
     quiet_tensorflow(devices=True)
@@ -35,7 +35,6 @@ def main(argv=None):
     from common import formats
     from common.config import load_config
     from common.data.pipelines import test_dataset
-    from common.data.scene import load_input_folder
     from common.errors import InputError
     from common.evaluation import CoordErrors
     from common.geometry import transform_points
@@ -44,11 +43,10 @@ def main(argv=None):
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg = test_settings(args, "scoordnet")
-    data = load_input_folder(args.input_folder, cfg.get("sequence_length"), require_labels=False)
+    data, source = load_test_folder(args, cfg.get("sequence_length"))
     net, ckpt = load_network(args.model_folder, data.image_hw, load_config(args.scene, args.config),
                              step=args.checkpoint, mixed_precision=args.mixed_precision)
-    signature = {"stage": "scoordnet", "checkpoint": ckpt, "mixed_precision": args.mixed_precision,
-                 "input_folder": str(Path(args.input_folder).resolve())}
+    signature = {"stage": "scoordnet", "checkpoint": ckpt, "mixed_precision": args.mixed_precision, **source}
     out = Path(args.output_folder)
     formats.open_output_folder(out, signature)
     to_world = invert_rigid(data.transform)
@@ -61,6 +59,7 @@ def main(argv=None):
     done = {k for k in range(len(data)) if formats.coord_file(out, k).exists()}
     if done:
         print(f"{len(done)} of {len(data)} frames already in {out}; computing the rest")
+
     def finish(k, coords_hw3, sigma_hw1, gt, mask):
         """Writer thread: the frame's world coordinates and file, then its evaluation (in frame order).
         coords_hw3 None: the frame was written by an earlier run."""

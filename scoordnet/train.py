@@ -13,7 +13,13 @@ from common.cli import quiet_tensorflow, run  # noqa: E402
 
 
 def main(argv=None):
-    from common.train_cli import setup_hardware, stage_settings, training_parser
+    from common.train_cli import (
+        load_validation,
+        setup_hardware,
+        stage_settings,
+        training_parser,
+        validation_hook,
+    )
 
     args = training_parser(__doc__.splitlines()[0]).parse_args(argv)
     quiet_tensorflow(devices=True)
@@ -24,6 +30,7 @@ def main(argv=None):
 
     cfg = stage_settings(args, "scoordnet")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"))
+    val = load_validation(args, cfg, data)
     strategy = setup_hardware(args, int(cfg["batch_size"]))
     seed_everything(cfg["seed"])
     with strategy.scope():
@@ -40,7 +47,8 @@ def main(argv=None):
                              seed=int(cfg["seed"]), start_step=start_step)
 
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
-                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data)
+                       snapshot=int(cfg["snapshot"]), progress=args.progress, data=data,
+                       **validation_hook(stage.validation_errors, val, data, args, cfg))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Renders the built-in synthetic room in the 7-Scenes layout (seq-XX/frame-NNNNNN.*, split files).
+"""Renders a built-in synthetic room in the 7-Scenes layout (seq-XX/frame-NNNNNN.*, split files).
 
-Every sequence walks the same loop around a table in the middle of a 4 m × 3 m room, looking
-inwards, with its own hand-held noise; the last --test_sequences sequences form the test split.
+--room table (default): every sequence walks the same loop around a table in the middle of a
+4 m × 3 m room, looking inwards, with its own hand-held noise; the last --test_sequences sequences
+form the test split.
+--room studio: a furnished 5.6 m × 4 m room textured with scikit-image's photographs; training
+sequences walk one loop, test sequences walk other loops in turn (lower and tighter, higher and
+wider, looking off-centre), farther from the training views than in the table room.
 """
 
 import sys
@@ -12,8 +16,14 @@ if __package__ in (None, ""):
 
 import argparse
 
-from common.cli import add_folder_flag, parse_size, run
-from common.data.synthetic import SceneSettings, intrinsics_for, write_scene
+from common.cli import add_folder_flag, add_output_flags, parse_size, run
+from common.data.synthetic import (
+    DEFAULT_ROOM,
+    ROOMS,
+    SceneSettings,
+    intrinsics_for,
+    write_scene,
+)
 
 
 def main(argv=None):
@@ -34,22 +44,25 @@ def main(argv=None):
                         help="frames per walk around the loop (default: --frames, at least 200, "
                              "so the camera turns at most 1.8° per frame; shorter sequences walk "
                              "part of the loop)")
+    parser.add_argument("--room", choices=ROOMS, default=DEFAULT_ROOM,
+                        help=f"which room (default {DEFAULT_ROOM}); studio needs scikit-image")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed of room and paths (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     width, height = args.size
     settings = SceneSettings(width=width, height=height, frames=args.frames,
                              sequences=args.sequences, test_sequences=args.test_sequences,
-                             seed=args.seed, loop_frames=args.loop_frames)
+                             seed=args.seed, loop_frames=args.loop_frames, room=args.room)
     out = Path(args.output_folder)
-    if not write_scene(out, settings, progress=not args.quiet):
+    if not write_scene(out, settings, progress=args.progress):
         print(f"{out} already holds this scene; nothing to do")
         return 0
     f, cx, cy = intrinsics_for(width, height)
     print(f"wrote {settings.sequences} sequences × {settings.frames} frames of {width}x{height} "
-          f"to {out} (focal {f:g}, centre ({cx:g}, {cy:g}); test: last {settings.test_sequences})")
+          f"of the {settings.room} room to {out} (focal {f:g}, centre ({cx:g}, {cy:g}); "
+          f"test: last {settings.test_sequences})")
     return 0
 
 

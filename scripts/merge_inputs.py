@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import HelpFormatter, add_folder_flag, run
+from common.cli import HelpFormatter, add_folder_flag, add_output_flags, run
 from common.data.labels import read_label, write_label
 from common.data.prepare import format_matrix, write_text
 from common.data.scene import load_input_folder
@@ -31,7 +31,7 @@ def main(argv=None):
     parser.add_argument("--inputs", nargs="+", required=True, metavar="FOLDER",
                         help="prepared input folders (with image/label/pose lists)")
     add_folder_flag(parser, "output_folder", required=True, help="the merged input folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     inputs = [Path(f).resolve() for f in args.inputs]
@@ -54,7 +54,7 @@ def main(argv=None):
         folders.append((folder, data, read_list(folder / "label_list.txt"), poses))
     images, labels, pose_files = [], [], []
     total = sum(len(d.image_paths) for _, d, _, _ in folders)
-    with tqdm(total=total, desc="merging", unit="frame", disable=args.quiet) as bar:
+    with tqdm(total=total, desc="merging", unit="frame", disable=not args.progress) as bar:
         for n, (folder, data, label_paths, poses) in enumerate(folders):
             for k, (image, label_path, pose_path) in enumerate(zip(data.image_paths, label_paths,
                                                                    poses)):

@@ -18,7 +18,7 @@ import argparse
 
 import cv2
 
-from common.cli import HelpFormatter, add_folder_flag, run
+from common.cli import HelpFormatter, add_folder_flag, add_output_flags, run
 from common.data.raw import read_pgt, resize_images, twelve_scenes_camera, twelve_scenes_frames
 from common.data.rgbd import prepare_frames, report
 from common.errors import InputError
@@ -34,7 +34,7 @@ def main(argv=None):
                         help="'pgt FILE [FILE]': SfM pseudo ground-truth files (default: the "
                              "dataset's own poses)")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing labels")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     scene = Path(args.dataset_folder)
@@ -60,9 +60,9 @@ def main(argv=None):
     out = Path(args.output_folder)
     for split, frames in sets.items():
         if frames:
-            resize_images(frames, out / split / "images", wh, progress=not args.quiet)
+            resize_images(frames, out / split / "images", wh, progress=args.progress)
     stats = prepare_frames(sets, out, camera, depth_scale, source=f"{scene.resolve()};poses={args.poses}",
-                           overwrite=args.overwrite, progress=not args.quiet)
+                           overwrite=args.overwrite, progress=args.progress)
     report(stats, out)
     return 0
 

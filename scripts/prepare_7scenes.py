@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 
 import argparse
 
-from common.cli import add_config_flags, add_folder_flag, run
+from common.cli import add_config_flags, add_folder_flag, add_output_flags, run
 from common.config import load_config
 from common.data.prepare import SPLIT_FILES, Camera, prepare_scene
 from common.data.raw import read_pgt, seven_scenes_frames
@@ -83,7 +83,7 @@ def prepare_raw(args, camera, splits):
               f"without a pose skipped")
     source = f"{dataset.resolve()};poses={args.poses};registration={args.registration}"
     stats = prepare_frames(sets, args.output_folder, camera, source=source,
-                           overwrite=args.overwrite, progress=not args.quiet)
+                           overwrite=args.overwrite, progress=args.progress)
     return {split: stats[split] for split in splits}
 
 
@@ -115,7 +115,7 @@ def main(argv=None):
                              "dataset's .pose.txt)")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute labels that already exist")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     camera, source = camera_from_args(args)
@@ -125,7 +125,7 @@ def main(argv=None):
     splits = list(dict.fromkeys(args.splits))
     if args.registration == "focal" and not args.poses:
         stats = prepare_scene(args.dataset_folder, args.output_folder, camera, splits=splits,
-                              overwrite=args.overwrite, progress=not args.quiet)
+                              overwrite=args.overwrite, progress=args.progress)
     else:
         stats = prepare_raw(args, camera, splits)
     for split, (written, kept, valid) in stats.items():

@@ -14,7 +14,7 @@ if __package__ in (None, ""):
 
 import argparse
 
-from common.cli import HelpFormatter, add_folder_flag, run
+from common.cli import HelpFormatter, add_folder_flag, add_output_flags, run
 from common.data.prepare import Camera
 from common.data.raw import generic_sequence, read_intrinsics
 from common.data.rgbd import prepare_frames, report
@@ -33,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--depth_scale", type=float, default=1000.0,
                         help="depth PNG units per metre (1000: millimetres)")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing labels")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     fx, fy, cx, cy = read_intrinsics(args.intrinsics or Path(args.train[0]) / "intrinsics.txt")
@@ -42,7 +42,7 @@ def main(argv=None):
             "test": [f for s in args.test for f in generic_sequence(s)]}
     source = ";".join(str(Path(f).resolve()) for f in args.train + args.test)
     stats = prepare_frames(sets, args.output_folder, camera, args.depth_scale, source=source,
-                           overwrite=args.overwrite, progress=not args.quiet)
+                           overwrite=args.overwrite, progress=args.progress)
     report(stats, args.output_folder)
     return 0
 

@@ -15,7 +15,7 @@ if __package__ in (None, ""):
 
 import argparse
 
-from common.cli import HelpFormatter, add_folder_flag, run
+from common.cli import HelpFormatter, add_folder_flag, add_output_flags, run
 from common.data.prepare import Camera
 from common.data.raw import TUM_DEPTH_SCALE, TUM_INTRINSICS, tum_camera_name, tum_sequence
 from common.data.rgbd import prepare_frames, report
@@ -59,7 +59,7 @@ def main(argv=None):
                         help="largest gap between the ground-truth samples a pose is "
                              "interpolated between, seconds")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing labels")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
 
     camera, source = tum_camera(args.train + args.test, args)
@@ -76,7 +76,7 @@ def main(argv=None):
             sets[split] += frames
     source = ";".join(str(Path(f).resolve()) for f in args.train + args.test)
     stats = prepare_frames(sets, args.output_folder, camera, args.depth_scale, source=source,
-                           overwrite=args.overwrite, progress=not args.quiet)
+                           overwrite=args.overwrite, progress=args.progress)
     report(stats, args.output_folder)
     return 0
 

@@ -44,6 +44,10 @@ def parse_args(argv):
     t.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
     t.add_argument("--mixed_precision", action="store_true", help="mixed-precision training")
     t.add_argument("--xla", action="store_true", help="XLA-compiled training steps")
+    t.add_argument("--validate", action="store_true",
+                   help="validate every stage on the test folder while training (--val_folder TEST)")
+    t.add_argument("--val_every", type=int, metavar="N",
+                   help="with --validate: every N steps (default: each stage's checkpoint interval)")
     p.add_argument("--cloud_thres", type=float, default=20.0,
                    help="confidence threshold of the point-cloud render (20: sigma below 5 cm); lowered "
                         "to the map's median confidence, with a message, when no cell passes it")
@@ -86,6 +90,11 @@ class Pipeline:
         self.plots = self.work / "plots"
         hardware = ["--strategy", args.strategy] + ["--mixed_precision"] * args.mixed_precision
         hardware += ["--xla"] * args.xla
+        if args.val_every is not None and not args.validate:
+            raise InputError("--val_every needs --validate")
+        if args.validate:
+            hardware += ["--val_folder", str(self.test)]
+            hardware += ["--val_every", str(args.val_every)] if args.val_every is not None else []
         self.train_flags = {
             stage: hardware + (["--max_steps", args.max_steps[i]] if args.max_steps else [])
             for i, stage in enumerate(STAGES)}
@@ -159,9 +168,9 @@ class Pipeline:
                   "--quiet", done=self.complete(r / "scoordnet"))
         gt = self.test / "pose_list.txt"
         gt_args = ["--gt", gt] if gt.is_file() else []
-        for name in ("scoordnet", "kfnet"):
+        for name, folder in POSE_SOURCES:
             poses = r / f"{name}_poses.txt"
-            self.step(f"6/7 PnP poses of {name}", "pnp/solve.py", r / name, poses, *gt_args,
+            self.step(f"6/7 PnP poses of {name}", "pnp/solve.py", r / folder, poses, *gt_args,
                       *self.settings, "--thread_num", self.args.thread_num,
                       done=summary_path(poses).is_file() and poses.is_file())
         self.plots.mkdir(parents=True, exist_ok=True)
@@ -178,27 +187,52 @@ class Pipeline:
         self.report()
 
     def report(self):
-        rows = []
-        for name, label in (("scoordnet", "SCoordNet alone"), ("kfnet", "KFNet")):
+        """results.md: poses and coordinates of SCoordNet alone, of KFNet's own measurement (its
+        SCoordNet after stage 3) and of KFNet, plus the ratios that say whether the filter helped."""
+        runs = {name: read_json(self.results / name / "run.json").get("summary") or {}
+                for name in ("scoordnet", "kfnet")}
+        coords = {"scoordnet": runs["scoordnet"].get("scoordnet") or runs["scoordnet"].get("measurement") or {},
+                  "kfnet_measurement": runs["kfnet"].get("measurement") or {},
+                  "kfnet": runs["kfnet"].get("posterior") or {}}
+        prior = (runs["kfnet"].get("prior") or {}).get("median_cm")
+        rows = {}
+        for name, _ in POSE_SOURCES:
             poses = read_json(summary_path(self.results / f"{name}_poses.txt"))
             overall = poses.get("overall", poses)
-            coords = (read_json(self.results / name / "run.json").get("summary") or {})
-            meas = coords.get("measurement") or coords.get("scoordnet") or {}
-            post = coords.get("posterior") or {}
-            rows.append((label, overall.get("median_t_cm"), overall.get("median_r_deg"),
-                         overall.get("within_5cm_5deg"), meas.get("median_cm"), post.get("median_cm")))
+            rows[name] = (overall.get("median_t_cm"), overall.get("median_r_deg"),
+                          overall.get("within_5cm_5deg"), coords[name].get("median_cm"))
         table = ["| method | median translation (cm) | median rotation (°) | within 5 cm/5° | "
-                 "coord. error, measurement (cm) | coord. error, posterior (cm) |",
-                 "|---|---|---|---|---|---|"]
-        for label, t, rdeg, share, meas, post in rows:
-            table.append(f"| {label} | {fmt(t)} | {fmt(rdeg)} | {fmt(share, pct=True)} | {fmt(meas)} | {fmt(post)} |")
-        text = "\n".join(table)
+                 "median coord. error (cm) |", "|---|---|---|---|---|"]
+        for name, label in ROW_LABELS.items():
+            t, rdeg, share, cm = rows[name]
+            table.append(f"| {label} | {fmt(t)} | {fmt(rdeg)} | {fmt(share, pct=True)} | {fmt(cm)} |")
+        lines = [f"KFNet's prior (the flow-warped previous posterior): {fmt(prior)} cm median coordinate error."]
+        for other, what in (("scoordnet", "SCoordNet alone"), ("kfnet_measurement", "its own measurement")):
+            lines.append(f"KFNet against {what}: translation {change(rows['kfnet'][0], rows[other][0])}, "
+                         f"rotation {change(rows['kfnet'][1], rows[other][1])}, "
+                         f"coordinates {change(rows['kfnet'][3], rows[other][3])}.")
+        lines.append(f"Stage 3 changed the measurement network by "
+                     f"{change(rows['kfnet_measurement'][3], rows['scoordnet'][3])} (coordinates).")
+        text = "\n".join(table) + "\n\n" + "\n".join(lines)
         (self.work / "results.md").write_text(text + "\n")
         print("\n" + text + "\n")
         for name in ("trajectory_kfnet.png", "pointcloud_kfnet.png"):
             if (self.plots / name).is_file():
                 print(f"{name}: {self.plots / name}")
         print(f"table: {self.work / 'results.md'}")
+
+
+# (pose file stem, folder of its coord_<k>.npy maps under the results folder)
+POSE_SOURCES = (("scoordnet", "scoordnet"), ("kfnet_measurement", "kfnet/measurement"), ("kfnet", "kfnet"))
+ROW_LABELS = {"scoordnet": "SCoordNet alone", "kfnet_measurement": "KFNet's measurement (its SCoordNet after stage 3)",
+              "kfnet": "KFNet (posterior)"}
+
+
+def change(new, old):
+    """'−12.3 %' : relative change of new against old, or '–'."""
+    if new is None or old is None or not old:
+        return "–"
+    return f"{100 * (new - old) / old:+.1f} %".replace("-", "−")
 
 
 def summary_path(pose_file):

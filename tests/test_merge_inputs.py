@@ -13,7 +13,7 @@ from tests.test_oflownet_train import _train
 def test_merged_folder_keeps_frames_and_sequences_and_trains_oflownet(tiny_scene, tmp_path, capsys):
     out = tmp_path / "merged"
     assert merge(["--inputs", str(tiny_scene.train), str(tiny_scene.test), "--output_folder",
-                  str(out), "--quiet"]) == 0
+                  str(out), "--no_progress"]) == 0
     images = read_list(out / "image_list.txt")
     assert images == read_list(tiny_scene.train / "image_list.txt") + \
         read_list(tiny_scene.test / "image_list.txt")

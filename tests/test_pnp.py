@@ -285,3 +285,19 @@ def test_cli_script_exit_code_and_message(tmp_path):
                            str(tmp_path / "p.txt")], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: coord folder not found: {tmp_path / 'nope'}"
+
+
+def test_focal_y_and_a_warning_for_default_intrinsics_that_do_not_fit(tmp_path, capsys):
+    coords_dir, _, _ = write_scene(tmp_path, n_per_seq=(1,))
+    out = tmp_path / "poses.txt"
+    assert main([str(coords_dir), str(out), "--thread_num", "1", "--no_progress", "--focal", "262.5", "--focal_y", "270",
+                 "--cx", "160", "--cy", "120"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    K = json.loads((tmp_path / "poses.summary.json").read_text())["settings"]["K"]
+    assert K == [[262.5, 0, 160], [0, 270, 120], [0, 0, 1]]
+    # Without intrinsics: 7-Scenes' 525 and (320, 240), for maps of 40x30 cells (320x240 pixels).
+    assert main([str(coords_dir), str(out), "--thread_num", "1", "--no_progress"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "warning: intrinsics fx 525, fy 525, centre (320, 240) (the 7-Scenes defaults of "
+        "configs/defaults.yaml) do not fit maps of 40x30 cells (320x240 pixels, centre (160, 120)); "
+        "pass --scene/--config or --focal/--focal_y/--cx/--cy"]

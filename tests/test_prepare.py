@@ -175,7 +175,7 @@ def test_cli_end_to_end_and_bad_input(tiny_scene, tmp_path):
     out = tmp_path / "prep"
     script = str(ROOT / "scripts" / "prepare_7scenes.py")
     run = subprocess.run([sys.executable, script, "--dataset_folder", str(tiny_scene.dataset),
-                          "--output_folder", str(out), "--quiet"],
+                          "--output_folder", str(out), "--no_progress"],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert "intrinsics.txt" in run.stdout  # the synthetic scene's own intrinsics
@@ -187,7 +187,7 @@ def test_cli_end_to_end_and_bad_input(tiny_scene, tmp_path):
             assert (out / split / rel).read_bytes() == reference.read_bytes()
     missing = tmp_path / "nowhere"
     bad = subprocess.run([sys.executable, "-m", "scripts.prepare_7scenes", "--dataset_folder",
-                          str(missing), "--output_folder", str(out), "--scene", "tiny", "--quiet"],
+                          str(missing), "--output_folder", str(out), "--scene", "tiny", "--no_progress"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2
     lines = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]

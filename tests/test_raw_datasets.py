@@ -71,7 +71,7 @@ def write_png(path, image):
 
 def run_script(name, *args):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args),
-                           "--quiet"], capture_output=True, text=True, cwd=ROOT)
+                           "--no_progress"], capture_output=True, text=True, cwd=ROOT)
     return proc
 
 

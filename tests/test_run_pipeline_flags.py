@@ -45,3 +45,13 @@ def test_training_flags_reach_every_stage(tmp_path):
                for argv in cmds.values())
     with pytest.raises(SystemExit):
         module.parse_args(["--work_folder", "w", "--scene", "tiny", "--max_steps", "1,2"])
+
+
+def test_validation_on_the_test_folder_only_when_asked(tmp_path):
+    module = load_pipeline()
+    cmds = train_commands(module, tmp_path, "--validate", "--val_every", "50")
+    for argv in cmds.values():
+        assert argv[argv.index("--val_folder") + 1] == str(tmp_path / "data" / "test")
+        assert argv[argv.index("--val_every") + 1] == "50"
+    cmds = train_commands(module, tmp_path / "b")
+    assert not any("--val_folder" in argv for argv in cmds.values())

@@ -189,17 +189,17 @@ def _cli(*args):
 def test_cli_writes_then_does_nothing_and_refuses_foreign_folders(tmp_path):
     out = tmp_path / "scene"
     args = ["--output_folder", str(out), "--size", "16x16", "--frames", "2", "--sequences", "2"]
-    first = _cli(*args, "--quiet")
+    first = _cli(*args, "--no_progress")
     assert first.returncode == 0, first.stderr
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    again = _cli(*args, "--quiet")
+    again = _cli(*args, "--no_progress")
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "data.txt").write_text("x")
-    bad = _cli("--output_folder", str(foreign), "--quiet")
+    bad = _cli("--output_folder", str(foreign), "--no_progress")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
     assert str(foreign) in bad.stderr and sorted(p.name for p in foreign.iterdir()) == ["data.txt"]

@@ -128,5 +128,18 @@ def render(points_n3, colors_n3, frame_n, snapshots, view, size_wh, point_size, 
     return None, "matplotlib"
 
 
+def main(argv=None):
+    """The child's command line (internal: started by render(), not meant to be run by hand)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Internal worker of the vis/ scripts' --save: renders the snapshots of JOB.npz with "
+                    "Open3D's offscreen renderer into OUT_DIR, one PNG each. Not meant to be run by hand.")
+    parser.add_argument("job", help="the .npz job file render() writes")
+    parser.add_argument("out_dir", help="folder for the PNG pictures")
+    args = parser.parse_args(argv)
+    _worker(args.job, args.out_dir)
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2])
+    main()

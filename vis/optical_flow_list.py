@@ -13,7 +13,7 @@ import argparse
 from tqdm import tqdm
 
 from common import formats
-from common.cli import run
+from common.cli import add_output_flags, run
 from common.errors import InputError
 from common.formats import read_list
 from vis.helpers import (
@@ -43,6 +43,7 @@ def parse_args(argv):
                         help="video frames per second (default 5)")
     parser.add_argument("--save", required=True, help="video to write: .gif, or .mp4 (needs "
                         "imageio-ffmpeg)")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
     if args.every < 1 or args.fps <= 0:
         parser.error("--every must be at least 1 and --fps positive")
@@ -73,7 +74,7 @@ def main(argv=None):
                              f"{len(images)} images")
     fig = FlowFigure(args.size)
     with VideoWriter(save, args.fps) as writer:
-        for path, (a, b) in zip(tqdm(flows, desc="flows", unit="frame", leave=False), pairs):
+        for path, (a, b) in zip(tqdm(flows, desc="flows", unit="frame", leave=False, disable=not args.progress), pairs):
             image1, image2 = read_rgb(images[a]), read_rgb(images[b])
             flow = load_map(path, 3, "flow")
             check_pair(image1, image2, flow, (images[a], images[b], path))

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import formats
-from common.cli import run
+from common.cli import add_output_flags, run
 from common.errors import InputError
 from vis.helpers import (
     IMAGE_EXTS,
@@ -55,16 +55,17 @@ def parse_args(argv):
     parser.add_argument("--save", help="write a video (.gif, or .mp4 with imageio-ffmpeg) of the "
                         "growing cloud, or a picture (.png, .jpg) of the final one, instead of "
                         "opening a window")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
     if args.every < 1 or args.fps <= 0:
         parser.error("--every must be at least 1 and --fps positive")
     return args
 
 
-def load_sequence(paths, thres):
+def load_sequence(paths, thres, progress=True):
     """(points [N, 3], confidences [N], frame of each point [N], (forward, down) of map 0)."""
     points, confs, frames, axes = [], [], [], None
-    for n, path in enumerate(tqdm(paths, desc="reading maps", unit="map", leave=False)):
+    for n, path in enumerate(tqdm(paths, desc="reading maps", unit="map", leave=False, disable=not progress)):
         coord = load_map(path, 4, "scene-coordinate")
         p, c, kept = confident_points(coord, thres)
         points.append(p)
@@ -80,7 +81,7 @@ def main(argv=None):
     save = check_save(args.save, VIDEO_EXTS + IMAGE_EXTS)
     use_backend(save)
     paths = list_maps(args.maps, formats.COORD_GLOB)[::args.every]
-    points, conf, frames, axes = load_sequence(paths, args.thres)
+    points, conf, frames, axes = load_sequence(paths, args.thres, args.progress)
     if len(points) == 0:
         raise InputError(f"no cell of the {len(paths)} maps has confidence above "
                          f"--thres {args.thres:g}")
@@ -96,7 +97,8 @@ def main(argv=None):
     video = save.suffix.lower() in VIDEO_EXTS
     snapshots = list(range(len(paths))) if video else [len(paths) - 1]
     fig = PointCloudFigure(args.size, args.color, ranges if args.color == "confidence" else None)
-    with tqdm(total=len(snapshots), desc="rendering", unit="frame", leave=False) as bar:
+    with tqdm(total=len(snapshots), desc="rendering", unit="frame", leave=False,
+              disable=not args.progress) as bar:
         images, used = render(points, colors, frames, snapshots, view, fig.render_size,
                               args.point_size, args.renderer, progress=bar)
 
@@ -112,7 +114,7 @@ def main(argv=None):
         show_or_save(fig.fig, save)
         return 0
     with VideoWriter(save, args.fps) as writer:
-        for i, snap in enumerate(tqdm(snapshots, desc="writing", unit="frame", leave=False)):
+        for i, snap in enumerate(tqdm(snapshots, desc="writing", unit="frame", leave=False, disable=not args.progress)):
             show(i, snap)
             writer.append(figure_rgb(fig.fig))
     return 0

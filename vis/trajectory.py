@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import parse_size, run
+from common.cli import add_output_flags, parse_size, run
 from common.errors import InputError
 from common.formats import read_list, read_matrix_file, read_pose_file, read_tum
 from common.poses import pose_errors
@@ -84,7 +84,7 @@ def read_estimates(path):
     return Trajectory(np.array([r.index for r in records], dtype=np.float64), poses, by_index=True)
 
 
-def read_ground_truth(path):
+def read_ground_truth(path, progress=True):
     """The ground-truth trajectory of a pose list (line k = frame k) or a TUM file."""
     if not Path(path).is_file():
         raise InputError(f"ground-truth file not found: {path}")
@@ -92,7 +92,7 @@ def read_ground_truth(path):
         stamps, poses = read_tum(path)
         return Trajectory(stamps, poses, by_index=False)
     files = read_list(path)
-    poses = np.stack([read_matrix_file(f) for f in tqdm(files, desc="ground truth", leave=False)])
+    poses = np.stack([read_matrix_file(f) for f in tqdm(files, desc="ground truth", leave=False, disable=not progress)])
     return Trajectory(np.arange(len(files), dtype=np.float64), poses, by_index=True)
 
 
@@ -252,6 +252,7 @@ def parse_args(argv):
                              "(default 100)")
     parser.add_argument("--save", help="write a picture (.png, .jpg) or a video (.gif, .mp4) "
                         "instead of opening a window")
+    add_output_flags(parser, quiet=False)
     args = parser.parse_args(argv)
     if args.fps <= 0 or args.max_frames < 1:
         parser.error("--fps must be positive and --max_frames at least 1")
@@ -264,7 +265,7 @@ def main(argv=None):
     use_backend(save)
     est = read_estimates(args.poses)
     if args.gt:
-        labels, gt, est_poses = match(est, read_ground_truth(args.gt))
+        labels, gt, est_poses = match(est, read_ground_truth(args.gt, args.progress))
     else:
         labels, gt, est_poses = est.keys, None, est.poses
     if not np.isfinite(est_poses[:, 0, 0]).any():
@@ -283,7 +284,7 @@ def main(argv=None):
     count = min(args.max_frames, len(labels))
     steps = np.unique(np.linspace(0, len(labels) - 1, count).round().astype(int))
     with VideoWriter(save, args.fps) as writer:
-        for upto in tqdm(steps, desc="frames", leave=False):
+        for upto in tqdm(steps, desc="frames", leave=False, disable=not args.progress):
             fig.draw(int(upto))
             writer.append(figure_rgb(fig.fig))
     return 0

@@ -167,8 +167,9 @@ def window_dataset(data, length=4, batch_size=1, augment=False, seed=0, start_st
     return _finish(stream.map(load, num_parallel_calls=AUTOTUNE), batch_size)
 
 
-def test_dataset(data, batch_size=1, start=0):
-    """Frames in list order from `start` on, with a "new sequence" flag; labels when present.
+def test_dataset(data, batch_size=1, start=0, stop=None):
+    """Frames in list order from `start` on (up to `stop`), with a "new sequence" flag; labels
+    when present.
 
     Elements: index [B], image [B,H,W,3], new_sequence [B] bool; coords, mask if labelled.
     The last batch may be smaller.
@@ -182,5 +183,6 @@ def test_dataset(data, batch_size=1, start=0):
             out["coords"], out["mask"] = reader.label(k)
         return out
 
-    ds = tf.data.Dataset.range(start, len(data)).map(load, num_parallel_calls=AUTOTUNE)
+    end = len(data) if stop is None else min(stop, len(data))
+    ds = tf.data.Dataset.range(start, end).map(load, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)

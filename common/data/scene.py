@@ -1,5 +1,6 @@
 """An input folder (docs/reference.md §2) read and checked before any work: lists, labels, transform, poses."""
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,16 +85,23 @@ def read_transform(folder):
     return matrix
 
 
-def load_input_folder(folder, sequence_length=None, require_labels=True, check_images=True):
+def load_input_folder(folder, sequence_length=None, require_labels=True, check_images=True,
+                      image_list=None):
     """Reads and validates an input folder; every problem is an InputError naming file and line.
 
     Labels are required for training (`require_labels`); for testing they are optional and
     used for evaluation when present. All images must share one size, a multiple of 8.
+    `image_list`: another list of images to use instead of the folder's image_list.txt; the
+    folder's labels and poses follow them when every image is a line of its own list (else the
+    result has none, with a note).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"input folder not found: {folder}")
-    image_list = folder / IMAGE_LIST
+    own_list = folder / IMAGE_LIST
+    if image_list is not None and not Path(image_list).is_file():
+        raise InputError(f"--image_list {image_list} not found")
+    image_list = own_list if image_list is None else Path(image_list)
     if not image_list.is_file():
         raise InputError(f"missing {image_list}")
     images = read_list(image_list)
@@ -118,17 +126,38 @@ def load_input_folder(folder, sequence_length=None, require_labels=True, check_i
                        sequence_ids=sequence_ids(images, sequence_length),
                        transform=read_transform(folder))
 
+    rows = None  # the line of the folder's own lists that each image is (another image list given)
+    if image_list != own_list:
+        own = read_list(own_list) if own_list.is_file() else []
+        line = {os.path.normpath(p): n for n, p in enumerate(own)}
+        rows = [line.get(os.path.normpath(p)) for p in images]
+        if None in rows:
+            rows = None
+            if (folder / LABEL_LIST).is_file() or (folder / POSE_LIST).is_file():
+                missing = sum(os.path.normpath(p) not in line for p in images)
+                print(f"note: {missing} of the {len(images)} images of {image_list} are not in {own_list}: "
+                      "no labels or poses for them, no evaluation")
+            if require_labels:
+                raise InputError(f"{image_list}: images without labels (not lines of {own_list})")
+            return data
+        count, image_list = len(own), own_list
+
+    def follow(entries):
+        return entries if rows is None else [entries[n] for n in rows]
+
     label_list = folder / LABEL_LIST
     if label_list.is_file():
         labels = read_list(label_list)
-        if len(labels) != len(images):
-            raise InputError(f"{label_list} has {len(labels)} entries, {image_list} has {len(images)}")
+        if len(labels) != (len(images) if rows is None else count):
+            raise InputError(f"{label_list} has {len(labels)} entries, {image_list} has "
+                             f"{len(images) if rows is None else count}")
+        labels = follow(labels)
         layouts = []
         for n, path in enumerate(labels, 1):
             try:
                 layouts.append(label_layout(path, image_hw))
             except InputError as e:
-                raise InputError(f"{label_list} line {n}: {e}") from None
+                raise InputError(f"{label_list} line {n if rows is None else rows[n - 1] + 1}: {e}") from None
         data.label_paths, data.label_layouts = labels, layouts
     elif require_labels:
         raise InputError(f"missing {label_list} (needed for training)")
@@ -136,9 +165,10 @@ def load_input_folder(folder, sequence_length=None, require_labels=True, check_i
     pose_list = folder / POSE_LIST
     if pose_list.is_file():
         poses = read_list(pose_list)
-        if len(poses) != len(images):
-            raise InputError(f"{pose_list} has {len(poses)} entries, {image_list} has {len(images)}")
-        data.pose_paths = poses
+        if len(poses) != (len(images) if rows is None else count):
+            raise InputError(f"{pose_list} has {len(poses)} entries, {image_list} has "
+                             f"{len(images) if rows is None else count}")
+        data.pose_paths = follow(poses)
     return data
 
 

@@ -1,17 +1,22 @@
-"""The built-in synthetic scene: a room of procedurally textured boxes, ray cast along
-hand-held loops.
+"""The built-in synthetic scenes: rooms of textured boxes, ray cast along hand-held loops.
+
+Two rooms (`ROOMS`): "table" (the default), procedurally textured boxes around a central table,
+whose test sequences walk the training loop again; "studio", a larger furnished room with the
+photographs scikit-image ships as textures, whose test sequences walk other loops (lower and
+tighter, higher and wider, looking off-centre), for checking that settings generalize.
 
 World frame: metres, z up, floor at z = 0, the room's vertical axis through the origin. Camera
 frame (OpenCV): x right, y down, z forward; poses are camera-to-world; pixel (x, y) has its centre
-at integer (x, y). Every sequence walks the same loop around a central table, looking inwards,
-with its own smooth hand-held noise, so that test sequences revisit the training views (docs/reference.md §2).
+at integer (x, y). In the table room every sequence walks the same loop around the table, looking
+inwards, with its own smooth hand-held noise, so that test sequences revisit the training views
+(docs/reference.md §2).
 """
 
 import colorsys
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -19,6 +24,7 @@ import numpy as np
 import open3d as o3d
 from tqdm import tqdm
 
+from common.data import photos
 from common.errors import InputError
 
 ROOM_XYZ = np.array([4.0, 3.0, 2.5])  # room extent in metres
@@ -29,6 +35,33 @@ LIGHT = np.array([0.4, -0.3, 2.3])  # point light below the ceiling, world frame
 DROPOUT_RATE = 0.015  # share of depth pixels randomly missing, as on a Kinect
 NO_DEPTH = 65535  # depth PNG value of pixels without depth
 STRIPES, CHECKERS, BLOBS, GRADIENT, BRICKS, NOISE = range(6)
+ROOMS = ("table", "studio")
+DEFAULT_ROOM = "table"
+
+
+@dataclass(frozen=True)
+class Loop:
+    """An elliptic camera loop: centre (x, y) and radii in metres, eye height in metres, looking
+    down by pitch_deg, heading yaw_deg off the direction across the loop."""
+
+    centre: tuple = (0.0, 0.0)
+    radii: tuple = LOOP_RADII
+    height: float = EYE_HEIGHT
+    pitch_deg: float = PITCH_DEG
+    yaw_deg: float = 0.0
+
+
+TABLE_LOOP = Loop()
+# The studio's training loop and the test loops its test sequences take in turn: the first
+# 15-20 cm inside and below the training loop, looking down less and to the left; the second
+# outside and above it, looking down more and to the right.
+STUDIO_LOOP = Loop(centre=(0.2, 0.0), radii=(1.6, 1.1), height=1.5, pitch_deg=18.0)
+STUDIO_TEST_LOOPS = (
+    Loop(centre=(0.3, 0.05), radii=(1.4, 0.92), height=1.32, pitch_deg=12.0, yaw_deg=9.0),
+    Loop(centre=(0.1, -0.05), radii=(1.78, 1.24), height=1.66, pitch_deg=24.0, yaw_deg=-9.0),
+)
+STUDIO_XYZ = np.array([5.6, 4.0, 2.7])
+STUDIO_LIGHT = np.array([0.3, 0.25, 2.55])
 
 
 def intrinsics_for(width, height):
@@ -50,6 +83,13 @@ class Scene:
     angles_m: np.ndarray  # [M] pattern orientation on the face, radians
     seeds_m: np.ndarray  # [M] uint32 noise seed
     raycaster: o3d.t.geometry.RaycastingScene
+    light: np.ndarray = field(default_factory=lambda: LIGHT)  # point light, world frame, m
+    # Photographic materials (studio): per material a photograph (index into photos), texel
+    # offset (s, t) and the colours black and white of the photograph map to (grey ones tinted).
+    photos: tuple | None = None  # pyramids of photos.photo_pyramid
+    photo_m: np.ndarray | None = None  # [M] index into photos
+    offsets_m2: np.ndarray | None = None  # [M, 2] texels
+    tints_m23: np.ndarray | None = None  # [M, 2, 3] RGB in [0, 1]
 
 
 def _overlaps(lo, hi, boxes, margin):
@@ -120,17 +160,26 @@ def box_triangles(boxes_n23):
     return np.concatenate(verts), np.array(tris)
 
 
-def make_scene(seed):
-    """The room of a seed: box layout, face materials and the ray caster."""
+def _raycaster(boxes):
+    raycaster = o3d.t.geometry.RaycastingScene()
+    verts, tris = box_triangles(boxes)
+    raycaster.add_triangles(o3d.core.Tensor(verts.astype(np.float32)),
+                            o3d.core.Tensor(tris.astype(np.uint32)))
+    return raycaster
+
+
+def make_scene(seed, room=DEFAULT_ROOM):
+    """The room (one of ROOMS) of a seed: box layout, face materials and the ray caster."""
+    if room == "studio":
+        return _make_studio(seed)
+    if room != "table":
+        raise InputError(f"--room {room}: unknown room; choose one of {', '.join(ROOMS)}")
     rng = np.random.default_rng([seed, 0])
     boxes = _place_boxes(rng)
     m = 6 * len(boxes)
     patterns = rng.integers(0, 6, m)
     patterns[4] = rng.choice([CHECKERS, BRICKS])  # the floor gets tiles
-    raycaster = o3d.t.geometry.RaycastingScene()
-    verts, tris = box_triangles(boxes)
-    raycaster.add_triangles(o3d.core.Tensor(verts.astype(np.float32)),
-                            o3d.core.Tensor(tris.astype(np.uint32)))
+    raycaster = _raycaster(boxes)
     return Scene(
         boxes_n23=boxes.astype(np.float32),
         palettes_m43=np.stack([_palette(rng) for _ in range(m)]).astype(np.float32),
@@ -140,6 +189,153 @@ def make_scene(seed):
                   + rng.uniform(-0.3, 0.3, m)).astype(np.float32),
         seeds_m=rng.integers(0, 2**32, m, dtype=np.uint32),
         raycaster=raycaster,
+    )
+
+
+# ---- The studio: a furnished 5.6 m × 4 m room with photographic textures -------------------
+
+def _studio_boxes(rng):
+    """([N, 2, 3] boxes, [N] roles): the room, a rug and a kitchen island with things on it in the
+    middle, a sofa, a bookshelf with books, a sideboard, a desk with a screen, a pillar, pictures.
+
+    Roles pick the textures: "room", "furniture", "object" (small things) or "picture".
+    """
+    hx, hy, hz = STUDIO_XYZ / 2
+    boxes, roles = [], []
+
+    def add(lo, hi, role):
+        boxes.append(np.array([lo, hi], dtype=np.float64))
+        roles.append(role)
+
+    def jitter(amount):
+        return rng.uniform(-amount, amount)
+
+    add([-hx, -hy, 0.0], [hx, hy, STUDIO_XYZ[2]], "room")
+    ix, iy = 0.35 + jitter(0.05), -0.15 + jitter(0.05)
+    size = np.array([rng.uniform(1.0, 1.15), rng.uniform(0.45, 0.55), rng.uniform(0.86, 0.92)])
+    add([ix - 0.9, iy - 0.65, 0.0], [ix + 0.9, iy + 0.65, 0.01], "object")  # the rug
+    island = np.array([[ix - size[0] / 2, iy - size[1] / 2, 0.0],
+                       [ix + size[0] / 2, iy + size[1] / 2, size[2]]])
+    add(*island, "furniture")
+    on_island = []
+    while len(on_island) < 4:
+        dims = np.array([rng.uniform(0.08, 0.25), rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.3)])
+        centre = rng.uniform(island[0, :2] + dims[:2] / 2, island[1, :2] - dims[:2] / 2)
+        lo = np.array([*(centre - dims[:2] / 2), size[2]])
+        if not _overlaps(lo, lo + dims, on_island, 0.02):
+            on_island.append(np.array([lo, lo + dims]))
+    for lo, hi in on_island:
+        add(lo, hi, "object")
+    # The sofa against the −x wall: seat, back rest and two arms.
+    y0 = 0.1 + jitter(0.2) - 0.9
+    add([-hx, y0, 0.0], [-hx + 0.85, y0 + 1.8, 0.42], "furniture")
+    add([-hx, y0, 0.42], [-hx + 0.2, y0 + 1.8, 0.85], "furniture")
+    for ya in (y0, y0 + 1.6):
+        add([-hx + 0.2, ya, 0.42], [-hx + 0.85, ya + 0.2, 0.62], "furniture")
+    # The bookshelf against the +y wall: two sides, five boards, books on the four lower ones.
+    x0, shelf_w, depth = -1.6 + jitter(0.15), 1.2, 0.35
+    add([x0, hy - depth, 0.0], [x0 + 0.03, hy, 2.0], "furniture")
+    add([x0 + shelf_w - 0.03, hy - depth, 0.0], [x0 + shelf_w, hy, 2.0], "furniture")
+    for k in range(5):
+        z = 0.05 + 0.45 * k
+        add([x0 + 0.03, hy - depth, z], [x0 + shelf_w - 0.03, hy, z + 0.025], "furniture")
+        if k == 4:
+            break
+        x = x0 + 0.05 + rng.uniform(0, 0.1)
+        while True:
+            width = rng.uniform(0.03, 0.09)
+            if x + width > x0 + shelf_w - 0.05:
+                break
+            height = rng.uniform(0.2, 0.38)
+            back = hy - depth + rng.uniform(0.02, 0.08)
+            add([x, back, z + 0.025], [x + width, hy, z + 0.025 + height], "object")
+            x += width + (rng.uniform(0.1, 0.3) if rng.random() < 0.15 else 0.003)
+    # The sideboard against the −y wall, with a vase and a lamp on it.
+    x0 = 0.2 + jitter(0.15)
+    add([x0, -hy, 0.0], [x0 + 1.6, -hy + 0.45, 0.8], "furniture")
+    for lo_x, w, h in ((0.25, 0.16, 0.35), (1.1, 0.22, 0.55)):
+        lo_x += x0 + jitter(0.08)
+        add([lo_x, -hy + 0.12, 0.8], [lo_x + w, -hy + 0.12 + w, 0.8 + h], "object")
+    # The desk against the +x wall: a top on two side panels, a screen on it.
+    y0 = -0.9 + jitter(0.1)
+    add([hx - 0.6, y0, 0.72], [hx, y0 + 1.4, 0.76], "furniture")
+    for ya in (y0, y0 + 1.37):
+        add([hx - 0.6, ya, 0.0], [hx, ya + 0.03, 0.72], "furniture")
+    add([hx - 0.3, y0 + 0.4, 0.76], [hx - 0.25, y0 + 1.0, 1.12], "object")
+    # A pillar between the desk and the bookshelf, floor to ceiling.
+    px, py = 2.1 + jitter(0.05), 1.38 + jitter(0.05)
+    add([px - 0.17, py - 0.17, 0.0], [px + 0.17, py + 0.17, STUDIO_XYZ[2]], "furniture")
+    # Pictures: one per wall, above the furniture there (aspect of the photograph they show).
+    for axis, side, along, z0 in ((0, -1, 0.1, 1.15), (1, -1, 1.0, 1.5), (0, 1, -0.2, 1.3),
+                                  (1, 1, 1.2, 0.9)):
+        width = rng.uniform(0.5, 0.8)
+        height = width * rng.uniform(0.65, 0.8)
+        lo, hi = np.zeros(3), np.zeros(3)
+        wall = side * STUDIO_XYZ[axis] / 2
+        lo[axis], hi[axis] = sorted((wall, wall - side * 0.03))
+        centre = along + jitter(0.1)
+        lo[1 - axis], hi[1 - axis] = centre - width / 2, centre + width / 2
+        lo[2] = z0 + jitter(0.1)
+        hi[2] = lo[2] + height
+        add(lo, hi, "picture")
+    return np.stack(boxes), roles
+
+
+def _make_studio(seed):
+    """The studio of a seed: layout, photographic materials and the ray caster."""
+    rng = np.random.default_rng([seed, 3])
+    boxes, roles = _studio_boxes(rng)
+    names = photos.COLOUR_PHOTOS + photos.GREY_PHOTOS
+    pyramids = tuple(photos.photo_pyramid(name) for name in names)
+    m = 6 * len(boxes)
+    photo = np.zeros(m, dtype=np.int64)
+    scales = np.zeros(m, dtype=np.float32)  # metres per photograph width
+    angles = np.zeros(m, dtype=np.float32)
+    offsets = np.zeros((m, 2), dtype=np.float32)
+    tints = np.zeros((m, 2, 3), dtype=np.float32)
+    colour = len(photos.COLOUR_PHOTOS)
+    surfaces = rng.permutation(np.arange(colour, len(names)))  # the room's faces: all different
+    pictures = rng.permutation(colour)
+    for b, role in enumerate(roles):
+        extent = boxes[b, 1] - boxes[b, 0]
+        thin = int(np.argmin(extent))
+        # A picture's front faces the room: the −face of one on a + wall and vice versa.
+        front = 2 * thin + int(boxes[b, 0, thin] < 0)
+        for k in range(6):
+            i = 6 * b + k
+            if role == "room":
+                photo[i], scales[i] = surfaces[k], rng.uniform(1.2, 2.0)
+                angles[i] = rng.uniform(-0.2, 0.2)
+            else:
+                photo[i] = rng.integers(len(names))
+                scales[i] = (rng.uniform(0.5, 1.0) if role == "furniture"
+                             else rng.uniform(0.15, 0.4))
+                angles[i] = rng.uniform(0, 2 * math.pi)
+            scales[i] *= photos.COARSEN.get(names[photo[i]], 1.0)
+            offsets[i] = rng.uniform(0, 512, 2)
+            palette = _palette(rng)
+            if role == "picture" and k == front:
+                # Upright, cropped to the face and centred (faces: u along the wall, v up).
+                photo[i], angles[i] = pictures[b % colour], 0.0
+                h0, w0 = pyramids[photo[i]][0].shape[:2]
+                width, height = extent[1 - thin], extent[2]
+                texel = min(width / w0, height / h0)
+                scales[i] = texel * w0
+                offsets[i] = (w0 - width / texel) / 2, (h0 + height / texel) / 2
+            tints[i] = palette[[0, 3]] if photo[i] >= colour else [[0, 0, 0], [1, 1, 1]]
+    return Scene(
+        boxes_n23=boxes.astype(np.float32),
+        palettes_m43=np.zeros((m, 4, 3), dtype=np.float32),
+        patterns_m=np.zeros(m, dtype=np.int64),
+        scales_m=scales,
+        angles_m=angles,
+        seeds_m=rng.integers(0, 2**32, m, dtype=np.uint32),
+        raycaster=_raycaster(boxes),
+        light=STUDIO_LIGHT,
+        photos=pyramids,
+        photo_m=photo,
+        offsets_m2=offsets,
+        tints_m23=tints,
     )
 
 
@@ -203,6 +399,8 @@ def _antialias(scale, footprint):
 
 def albedo(scene, points_n3, material_n, footprint_n):
     """[N, 3] surface colour in [0, 1] at world points on materials (pixel footprint, metres)."""
+    if scene.photos is not None:
+        return _photo_albedo(scene, points_n3, material_n, footprint_n)
     box, axis = material_n // 6, material_n % 6 // 2
     rel = points_n3 - scene.boxes_n23[box, 0]  # face coordinates start at the box's min corner
     u = np.where(axis == 0, rel[:, 1], rel[:, 0])
@@ -232,6 +430,31 @@ def albedo(scene, points_n3, material_n, footprint_n):
         n = value_noise(u / cell, v / cell, seed + np.uint32(11)) - 0.5
         grain += 2 * amount * _antialias(cell, footprint_n) * n
     return colour * grain[:, None]
+
+
+def _photo_albedo(scene, points_n3, material_n, footprint_n):
+    """albedo() of photographic materials: the face's photograph, tiled mirrored, tinted."""
+    box, axis = material_n // 6, material_n % 6 // 2
+    rel = points_n3 - scene.boxes_n23[box, 0]
+    u = np.where(axis == 0, rel[:, 1], rel[:, 0])
+    v = np.where(axis == 2, rel[:, 1], rel[:, 2])
+    angle = scene.angles_m[material_n]
+    cos, sin = np.cos(angle), np.sin(angle)
+    a, b = u * cos + v * sin, v * cos - u * sin
+    colour = np.empty((len(points_n3), 3), dtype=np.float32)
+    which = scene.photo_m[material_n]
+    for p in np.unique(which):
+        sel = which == p
+        pyramid = scene.photos[p]
+        texel = scene.scales_m[material_n[sel]] / pyramid[0].shape[1]  # metres
+        offset = scene.offsets_m2[material_n[sel]]
+        grey = photos.sample(pyramid, a[sel] / texel + offset[:, 0], offset[:, 1] - b[sel] / texel,
+                             footprint_n[sel] / texel)
+        tint = scene.tints_m23[material_n[sel]]
+        colour[sel] = tint[:, 0] + grey * (tint[:, 1] - tint[:, 0])
+    # Slow brightness drift tells the repetitions of a tiled photograph apart.
+    drift = 1.0 + 0.5 * (value_noise(u / 0.7, v / 0.7, scene.seeds_m[material_n]) - 0.5)
+    return colour * drift[:, None]
 
 
 def camera_rotation(yaw, pitch, roll):
@@ -266,23 +489,25 @@ def _wobble(rng, n, offset, drift, shake):
     return out + shake * _smooth_noise(rng, n, 2.0)
 
 
-def loop_poses(frames, loop_frames, rng):
+def loop_poses(frames, loop_frames, rng, loop=TABLE_LOOP):
     """[frames, 4, 4] camera-to-world poses of one hand-held walk around the loop.
 
     One round takes loop_frames frames (at ±10 % varying speed); the camera looks across the loop
-    towards the room's centre, turning at the same rate as it walks.
+    towards its centre (turned by loop.yaw_deg), turning at the same rate as it walks.
     """
     t = np.arange(frames)
     k = rng.integers(1, 4)
     phase = (rng.uniform(-0.03, 0.03) + t / loop_frames) * 2 * math.pi
     phase += 0.1 / k * np.sin(2 * math.pi * k * t / loop_frames + rng.uniform(0, 2 * math.pi))
-    centre = np.stack([LOOP_RADII[0] * np.cos(phase), LOOP_RADII[1] * np.sin(phase),
-                       np.full(frames, EYE_HEIGHT)], -1)
+    # Adding a zero centre changes no bit, so the table room's poses stay what they were.
+    centre = np.stack([loop.centre[0] + loop.radii[0] * np.cos(phase),
+                       loop.centre[1] + loop.radii[1] * np.sin(phase),
+                       np.full(frames, loop.height)], -1)
     centre += np.stack([_wobble(rng, frames, 0.03, 0.03, 0.003) for _ in range(3)], -1)
     yaw, pitch, roll = (math.radians(1) * _wobble(rng, frames, 1.5, 2.0, 0.15) for _ in range(3))
-    yaw += phase + math.pi
+    yaw += phase + math.pi + math.radians(loop.yaw_deg)
     poses = np.tile(np.eye(4), (frames, 1, 1))
-    poses[:, :3, :3] = camera_rotation(yaw, pitch + math.radians(PITCH_DEG), roll)
+    poses[:, :3, :3] = camera_rotation(yaw, pitch + math.radians(loop.pitch_deg), roll)
     poses[:, :3, 3] = centre
     return poses
 
@@ -314,7 +539,7 @@ def render(scene, pose_cw, width, height, rng, intrinsics=None):
     footprint = depth / f / np.maximum(cos_view, 0.2)
     colour = albedo(scene, points, material, footprint)
 
-    to_light = LIGHT.astype(np.float32) - points
+    to_light = scene.light.astype(np.float32) - points
     dist = np.linalg.norm(to_light, axis=1)
     lambert = np.maximum(normal_sign * np.take_along_axis(to_light, axis, 1)[:, 0] / dist, 0.0)
     lift = np.zeros_like(points)
@@ -351,6 +576,7 @@ class SceneSettings:
     test_sequences: int = 1
     seed: int = 0
     loop_frames: int | None = None  # frames per walk around the loop; None: max(frames, 200)
+    room: str = DEFAULT_ROOM  # one of ROOMS
 
     def __post_init__(self):
         if self.loop_frames is None:
@@ -371,6 +597,8 @@ class SceneSettings:
                              f"fewer than --sequences {self.sequences}")
         if self.loop_frames < 2:
             raise InputError(f"--loop_frames {self.loop_frames}: must be at least 2")
+        if self.room not in ROOMS:
+            raise InputError(f"--room {self.room}: unknown room; choose one of {', '.join(ROOMS)}")
 
 
 def _write_bytes(path, data):
@@ -386,8 +614,17 @@ def _png(image):
     return buf.tobytes()
 
 
+def _record(settings):
+    """The marker's settings; the default room is left out, so that its scenes written before
+    there were two rooms stay valid (and byte for byte the same)."""
+    record = {"version": VERSION, **asdict(settings)}
+    if record["room"] == DEFAULT_ROOM:
+        del record["room"]
+    return record
+
+
 def _write_marker(path, settings, complete):
-    record = {"version": VERSION, **asdict(settings), "complete": complete}
+    record = {**_record(settings), "complete": complete}
     _write_bytes(path, json.dumps(record).encode())
 
 
@@ -409,7 +646,7 @@ def _prepare_folder(out, settings):
         except (OSError, ValueError):
             raise InputError(f"cannot read {marker}; delete it or choose another "
                              f"--output_folder") from None
-        want = {"version": VERSION, **asdict(settings)}
+        want = _record(settings)
         if {k: v for k, v in old.items() if k != "complete"} == want:
             return bool(old.get("complete"))
         # Other settings: remove what the generator wrote (and nothing else) before writing anew.
@@ -424,10 +661,21 @@ def _prepare_folder(out, settings):
     return False
 
 
+def sequence_loop(settings, index):
+    """The loop sequence `index` (0-based) walks: the room's training loop, or for the studio's
+    test sequences its test loops in turn."""
+    if settings.room != "studio":
+        return TABLE_LOOP
+    first_test = settings.sequences - settings.test_sequences
+    if index < first_test:
+        return STUDIO_LOOP
+    return STUDIO_TEST_LOOPS[(index - first_test) % len(STUDIO_TEST_LOOPS)]
+
+
 def sequence_poses(settings, index):
     """[frames, 4, 4] camera-to-world poses of sequence `index` (0-based) of a scene."""
     rng = np.random.default_rng([settings.seed, 1, index])
-    return loop_poses(settings.frames, settings.loop_frames, rng)
+    return loop_poses(settings.frames, settings.loop_frames, rng, sequence_loop(settings, index))
 
 
 def write_scene(out, settings, progress=True):
@@ -439,7 +687,7 @@ def write_scene(out, settings, progress=True):
     out = Path(out)
     if _prepare_folder(out, settings):
         return False
-    scene = make_scene(settings.seed)
+    scene = make_scene(settings.seed, settings.room)
     w, h = settings.width, settings.height
     bar = tqdm(total=settings.frames * settings.sequences, desc="rendering", unit="frame",
                disable=not progress)
