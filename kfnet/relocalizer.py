@@ -57,6 +57,8 @@ class KalmanStream:
         self.nis, self.nis_threshold = bool(nis), float(nis_threshold)
         spec = [tf.TensorSpec([1, None, None, c], tf.float32) for c in (3, 1, 2, 1, 3, 1)]
         self._step = tf.function(self._filter_step, input_signature=spec)
+        batch = [tf.TensorSpec([None, None, None, c], tf.float32) for c in (3, 1, 2, 1, 3, 1)]
+        self._batch = tf.function(self._filter_frames, input_signature=[*batch, tf.TensorSpec([None], tf.bool)])
         self.state = None
 
     def _filter_step(self, post_x, post_p, flow, q, z, r):
@@ -67,8 +69,41 @@ class KalmanStream:
         shown = kf.nis_output(x, prior_x, prior_p, z, r, self.nis_threshold) if self.nis else x
         return prior_x, prior_p, x, p, nis, shown
 
+    def _filter_frames(self, post_x, post_p, flow, q, z, r, new_sequence):
+        """The frames of a batch in order, in one graph: the same step as `_filter_step` per frame."""
+        n = tf.shape(z)[0]
+        arrays = [tf.TensorArray(tf.float32, size=n, element_shape=tf.TensorShape([None, None, c]))
+                  for c in (3, 1, 3, 1, 1)]  # shown, p, prior_x, prior_p, nis
+        x, p = post_x, post_p
+        for i in tf.range(n):
+            zi, ri = z[i:i + 1], r[i:i + 1]
+            if new_sequence[i]:
+                out = (zi, ri, tf.zeros_like(zi), tf.zeros_like(ri), tf.zeros_like(ri), zi, ri)
+            else:
+                prior_x, prior_p, xi, pi, nis, shown = self._filter_step(x, p, flow[i:i + 1], q[i:i + 1], zi, ri)
+                out = (shown, pi, prior_x, prior_p, nis, xi, pi)
+            arrays = [a.write(i, v[0]) for a, v in zip(arrays, out[:5])]
+            x, p = out[5], out[6]
+        return (*[a.stack() for a in arrays], x, p)
+
     def reset(self):
         self.state = None
+
+    def filter_frames(self, z, r, flow, q, new_sequence):
+        """The filter over B consecutive frames in one traced call (kfnet/test.py): maps [B, h, w, ·]
+        as `filter`'s, new_sequence [B] bool (the first frame always starts one when there is no
+        state). Returns numpy (shown [B,h,w,3], p [B,h,w,1], prior_x, prior_p, nis [B,h,w,1], starts
+        [B] bool: the frames that restarted the filter, whose prior and NIS maps are zeros). The same
+        numbers as `filter` frame by frame."""
+        new = np.asarray(new_sequence, bool).copy()
+        if self.state is None or tuple(self.state[0].shape[1:3]) != tuple(z.shape[1:3]):
+            new[0] = True
+            state = (z[:1], r[:1])
+        else:
+            state = self.state
+        *maps, x, p = self._batch(state[0], state[1], flow, q, z, r, tf.constant(new))
+        self.state = (x, p)
+        return (*[m.numpy() for m in maps], new)
 
     def filter(self, z, r, flow, q, new_sequence=False):
         """FilterStep of one frame: measurement z [1,h,w,3], R [1,h,w,1]; flow [1,h,w,2] from the
@@ -212,6 +247,10 @@ class Relocalizer:
     def filter(self, z, r, flow, q, new_sequence=False):
         """The filter step of one frame (maps [1, h, w, ·]): see KalmanStream.filter."""
         return self.stream.filter(z, r, flow, q, new_sequence)
+
+    def filter_frames(self, z, r, flow, q, new_sequence):
+        """The filter over a batch of frames in one call: see KalmanStream.filter_frames."""
+        return self.stream.filter_frames(z, r, flow, q, new_sequence)
 
     def world(self, x_hw3):
         """Normalized-frame coordinates [h, w, 3] → world coordinates, float32."""

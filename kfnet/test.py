@@ -116,22 +116,21 @@ def main(argv=None):
     with formats.BackgroundWriter() as writer:
         for batch in test_dataset(data, args.batch_size, start=start):
             z, r, flow, q = reloc.networks(batch["image"])
+            # One traced call filters the whole batch (frame by frame inside the graph).
+            shown, post_var, prior_x, prior_p, nis, starts = reloc.filter_frames(z, r, flow, q,
+                                                                                  batch["new_sequence"].numpy())
             z_np, r_np = z.numpy(), r.numpy()
             gts = batch["coords"].numpy() if data.has_labels else None
             masks = batch["mask"].numpy() if data.has_labels else None
             for i, k in enumerate(batch["index"].numpy()):
-                step = reloc.filter(z[i:i + 1], r[i:i + 1], flow[i:i + 1], q[i:i + 1],
-                                    bool(batch["new_sequence"][i]))
-                if step.nis is not None:
-                    nis_pass += int(np.sum(step.nis.numpy() <= args.nis_threshold))
-                    nis_cells += int(np.prod(step.nis.shape))
                 prior = prior_var = gt = mask = None
-                if step.prior_x is not None:
-                    prior, prior_var = step.prior_x.numpy()[0], step.prior_p.numpy()[0]
+                if not starts[i]:
+                    nis_pass += int(np.sum(nis[i] <= args.nis_threshold))
+                    nis_cells += nis[i].size
+                    prior, prior_var = prior_x[i], prior_p[i]
                 if data.has_labels:
                     gt, mask = gts[i], masks[i]
-                writer.submit(finish, int(k), step.shown.numpy()[0], step.p.numpy()[0], z_np[i], r_np[i],
-                              prior, prior_var, gt, mask)
+                writer.submit(finish, int(k), shown[i], post_var[i], z_np[i], r_np[i], prior, prior_var, gt, mask)
                 frames += 1
             clock.tick(len(batch["index"]))
             bar.update(len(batch["index"]))

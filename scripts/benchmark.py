@@ -141,7 +141,7 @@ def bare_scoordnet(net, images, batch):
 
 
 def bare_kfnet(reloc, images, starts, batch):
-    """Frames/s of both networks on batches in memory plus the filter frame by frame (as kfnet/test.py)."""
+    """Frames/s of both networks and the filter on batches in memory (one filter call per batch, as kfnet/test.py)."""
     import numpy as np
     import tensorflow as tf
 
@@ -152,12 +152,8 @@ def bare_kfnet(reloc, images, starts, batch):
         reloc.reset()
         for b, new in items:
             z, r, flow, q = reloc.networks(b)
+            reloc.filter_frames(z, r, flow, q, new)
             z.numpy(), r.numpy()
-            for i in range(len(new)):
-                step = reloc.filter(z[i:i + 1], r[i:i + 1], flow[i:i + 1], q[i:i + 1], bool(new[i]))
-                step.shown.numpy(), step.p.numpy()
-                if step.prior_x is not None:
-                    step.prior_x.numpy(), step.prior_p.numpy()
 
     run_all(batches[:2])  # traces the network pass and the filter step
     t0 = time.perf_counter()
