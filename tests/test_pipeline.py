@@ -69,8 +69,13 @@ def test_every_stage_leaves_its_outputs(pipeline_run):
     assert len(list((results / "kfnet" / "prior").glob("coord_*.npy"))) == SCENE.frames - 1
     for plot in ("trajectory_kfnet.png", "pointcloud_kfnet.png"):
         assert (work / "plots" / plot).stat().st_size > 1000
-    assert "| KFNet |" in printed and "| SCoordNet alone |" in printed
-    assert (work / "results.md").read_text().count("|") > 20
+    for suffix in (".txt", ".tum.txt", ".summary.json"):
+        assert (results / f"kfnet_measurement_poses{suffix}").exists()  # PnP on KFNet's own measurement
+    table = (work / "results.md").read_text()
+    for row in ("| SCoordNet alone |", "| KFNet's measurement (its SCoordNet after stage 3) |",
+                "| KFNet (posterior) |"):
+        assert row in printed and row in table, row
+    assert "KFNet against its own measurement: translation" in table
 
 
 def test_kfnet_posterior_beats_scoordnet_alone_and_its_prior(pipeline_run):
@@ -94,8 +99,9 @@ def test_rerun_skips_every_finished_step(pipeline_run):
            str(work.parent / "data"), "--work_folder", str(work), "--scene", "pipeline_test", "--no_progress"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0
-    # three trainings, two tests, two PnP runs, the trajectory plot and the point cloud
-    assert out.stdout.count("already complete, skipped") == 9, out.stdout
+    # three trainings, two tests, three PnP runs (SCoordNet alone, KFNet's measurement, KFNet),
+    # the trajectory plot and the point cloud
+    assert out.stdout.count("already complete, skipped") == 10, out.stdout
     assert "== 1/7 train SCoordNet\n" not in out.stdout
 
 
