@@ -75,6 +75,7 @@ class FrameClock:
     def __init__(self):
         self.t0 = time.perf_counter()
         self.first = self.end = None
+        self.cpu_first = self.cpu_end = None
         self.frames = self.total = 0
 
     def tick(self, frames):
@@ -84,20 +85,27 @@ class FrameClock:
         if self.first is None:
             if frames:
                 self.first = now
+                self.cpu_first = time.process_time()
         else:
             self.frames += frames
 
     def stop(self):
         """At the end (after the last file is written)."""
         self.end = time.perf_counter()
+        self.cpu_end = time.process_time()
 
     def summary(self):
-        """{startup_s, frames, seconds, frames_per_second (after the first batch), total_frames, total_s}."""
+        """{startup_s, frames, seconds, frames_per_second (after the first batch), cpu_s and
+        frames_per_cpu_second (CPU time of the whole process, every thread, after the first batch:
+        what the other jobs of a shared machine change least), total_frames, total_s}."""
         end = self.end or time.perf_counter()
         first = self.first or end
         seconds = end - first
+        cpu_end = self.cpu_end if self.cpu_end is not None else time.process_time()
+        cpu = cpu_end - (self.cpu_first if self.cpu_first is not None else cpu_end)
         return {"startup_s": first - self.t0, "frames": self.frames, "seconds": seconds,
                 "frames_per_second": self.frames / seconds if self.frames and seconds > 0 else None,
+                "cpu_s": cpu, "frames_per_cpu_second": self.frames / cpu if self.frames and cpu > 0 else None,
                 "total_frames": self.total, "total_s": end - self.t0}
 
     def line(self):

@@ -6,6 +6,8 @@ Demo size (the demo's widths, random weights, a generated test sequence of --fra
 - cli_scoordnet, cli_kfnet: each test CLI's frame rate after its first batch (reading, network,
   filter, writing, evaluation) vs the bare pass over the same frames already in memory (SCoordNet
   alone; both networks + the filter), timed just before and just after the CLI. Target ≥ 0.95.
+  cli_scoordnet_cpu, cli_kfnet_cpu: the same in frames per CPU second of the process (all threads),
+  which the machine's other jobs change least: what the CLI costs beyond the bare pass.
 - kfnet_cli_vs_scoordnet_cli, relocalizer_step: KFNet streaming vs SCoordNet alone, through the CLIs
   and through kfnet.Relocalizer.step (images in memory, PnP included).
 - pnp: RANSAC-PnP ms per frame on 60×80 maps (640×480 frames) with 30 % outliers.
@@ -17,7 +19,7 @@ Demo size (the demo's widths, random weights, a generated test sequence of --fra
 - full_split_*: the parts timed on their own in the same loop: SCoordNet, feature tower, cost
   volume, flow U-Net, filter, PnP, I/O (PNG read + decode, .npy write); ms per frame and share
   of SCoordNet. full_startup_*: the first calls (graph tracing), not in any per-frame number.
-- full_cli_scoordnet, full_cli_kfnet: the test CLIs vs the bare pass at this size.
+- full_cli_scoordnet, full_cli_kfnet (and _cpu): the test CLIs vs the bare pass at this size.
 - full_bf16_*: --mixed_precision (bfloat16 on CPU) vs float32 per frame, same weights, and the
   relative difference of the coordinate maps (random weights: no accuracy, only the deviation).
 - full_gflops: SCoordNet's achieved GFLOP/s vs a 4096² float32 matmul's.
@@ -124,7 +126,8 @@ def read_images(test_folder):
 
 
 def bare_scoordnet(net, images, batch):
-    """Frames/s of SCoordNet alone on batches of images in memory (after a warm-up batch)."""
+    """(frames/s, frames per CPU second) of SCoordNet alone on batches of images in memory (after a
+    warm-up batch)."""
     import numpy as np
     import tensorflow as tf
 
@@ -133,15 +136,16 @@ def bare_scoordnet(net, images, batch):
                           input_signature=[tf.TensorSpec([None, *hw, 3], tf.float32)])
     batches = [tf.constant(np.stack(images[i:i + batch])) for i in range(0, len(images), batch)]
     forward(batches[0])[0].numpy()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for b in batches:
         coords, sigma = forward(b)
         coords.numpy(), sigma.numpy()
-    return len(images) / (time.perf_counter() - t0)
+    return len(images) / (time.perf_counter() - t0), len(images) / (time.process_time() - c0)
 
 
 def bare_kfnet(reloc, images, starts, batch):
-    """Frames/s of both networks and the filter on batches in memory (one filter call per batch, as kfnet/test.py)."""
+    """(frames/s, frames per CPU second) of both networks and the filter on batches in memory (one filter
+    call per batch, as kfnet/test.py)."""
     import numpy as np
     import tensorflow as tf
 
@@ -156,9 +160,9 @@ def bare_kfnet(reloc, images, starts, batch):
             z.numpy(), r.numpy()
 
     run_all(batches[:2])  # traces the network pass and the filter step
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run_all(batches)
-    return len(images) / (time.perf_counter() - t0)
+    return len(images) / (time.perf_counter() - t0), len(images) / (time.process_time() - c0)
 
 
 def cli_speed(main_fn, test_folder, out, model, extra=()):
@@ -190,11 +194,12 @@ def cli_rows(rows, prefix, test_folder, tmp, model, images, widths, batch=4):
     for name, main_fn, bare in (("scoordnet", scoord_test.main,
                                  lambda: bare_scoordnet(kfnet.scoordnet, images, batch)),
                                 ("kfnet", kfnet_test.main, lambda: bare_kfnet(reloc, images, starts, batch))):
-        before = bare()
+        before, cpu_before = bare()
         speed = cli_speed(main_fn, test_folder, tmp / f"{prefix}{name}", model)
-        after = bare()
-        base = (before + after) / 2
+        after, cpu_after = bare()
+        base, cpu_base = (before + after) / 2, (cpu_before + cpu_after) / 2
         fps = speed["frames_per_second"] or float("nan")  # None: a single batch
+        cpu_fps = speed["frames_per_cpu_second"] or float("nan")
         what = "SCoordNet alone" if name == "scoordnet" else "both networks + filter"
         rows.add(f"{prefix}cli_{name}", f"{name}/test.py after its first batch vs the bare pass ({what}, "
                  f"images in memory), {len(images)} frames {hw[1]}×{hw[0]}, widths {widths[0]}/{widths[1]}",
@@ -202,6 +207,10 @@ def cli_rows(rows, prefix, test_folder, tmp, model, images, widths, batch=4):
                  f"first batch {speed['startup_s']:.1f} s)", fps / base, cli_fps=fps, bare_fps=base,
                  bare_before=before, bare_after=after, startup_s=speed["startup_s"],
                  whole_run_fps=speed["total_frames"] / speed["total_s"])
+        rows.add(f"{prefix}cli_{name}_cpu", f"the same in frames per CPU second of the whole process (every "
+                 "thread; changes least with the machine's other jobs)",
+                 f"{cpu_fps:.2f} vs {cpu_base:.2f} frames per CPU s (bare {cpu_before:.2f} before, "
+                 f"{cpu_after:.2f} after)", cpu_fps / cpu_base, cli_cpu_fps=cpu_fps, bare_cpu_fps=cpu_base)
         out[name] = fps
     return out
 

@@ -18,13 +18,15 @@ from tests.test_relocalizer import _images, _random_kfnet
 from tests.test_scoordnet import cli
 
 BENCHMARK_KEYS = [
-    "cli_scoordnet", "cli_kfnet", "kfnet_cli_vs_scoordnet_cli", "relocalizer_step", "pnp",
-    "full_kfnet_vs_scoordnet", "full_kfnet_vs_scoordnet_pnp", "full_split_tower", "full_split_cost_volume",
-    "full_split_flow_unet", "full_split_filter", "full_split_pnp", "full_split_io_read", "full_split_io_write",
-    "full_split_overhead", "full_startup_scoordnet", "full_startup_kfnet", "full_startup_scoordnet_bf16",
-    "full_startup_kfnet_bf16", "full_bf16_scoordnet",
-    "full_bf16_kfnet", "full_bf16_diff_measurement", "full_bf16_diff_posterior", "full_cli_scoordnet",
-    "full_cli_kfnet", "full_gflops",
+    "cli_scoordnet", "cli_scoordnet_cpu", "cli_kfnet", "cli_kfnet_cpu",
+    "kfnet_cli_vs_scoordnet_cli", "relocalizer_step", "pnp", "full_kfnet_vs_scoordnet",
+    "full_kfnet_vs_scoordnet_pnp", "full_split_tower", "full_split_cost_volume",
+    "full_split_flow_unet", "full_split_filter", "full_split_pnp", "full_split_io_read",
+    "full_split_io_write", "full_split_overhead", "full_startup_scoordnet", "full_startup_kfnet",
+    "full_startup_scoordnet_bf16", "full_startup_kfnet_bf16", "full_bf16_scoordnet",
+    "full_bf16_kfnet", "full_bf16_diff_measurement", "full_bf16_diff_posterior",
+    "full_cli_scoordnet", "full_cli_scoordnet_cpu", "full_cli_kfnet", "full_cli_kfnet_cpu",
+    "full_gflops",
 ]
 
 
@@ -43,7 +45,8 @@ def test_benchmark_runs_on_a_tiny_setting_and_prints_every_key(tmp_path, capsys)
     assert sorted(rows) == sorted(BENCHMARK_KEYS)
     full = rows["full_kfnet_vs_scoordnet"]
     assert len(full["per_frame_ratios"]) == 5 and full["ratio"] == np.median(full["per_frame_ratios"])
-    assert all(np.isfinite(rows[k]["ratio"]) and rows[k]["ratio"] > 0 for k in ("cli_scoordnet", "full_cli_kfnet"))
+    assert all(np.isfinite(rows[k]["ratio"]) and rows[k]["ratio"] > 0 for k in ("cli_scoordnet", "full_cli_kfnet",
+                                                                       "cli_kfnet_cpu", "full_cli_scoordnet_cpu"))
 
 
 def test_background_writer_keeps_order_and_raises_the_first_error(tmp_path):

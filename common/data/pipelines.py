@@ -185,4 +185,14 @@ def test_dataset(data, batch_size=1, start=0, stop=None):
 
     end = len(data) if stop is None else min(stop, len(data))
     ds = tf.data.Dataset.range(start, end).map(load, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    return ds.batch(batch_size).prefetch(2).with_options(_fixed_threads())
+
+
+def _fixed_threads():
+    """tf.data options without the autotuner. Measured on a quiet 2-core CPU: with it, about one run
+    in four of a test CLI ran its network on one core for the whole run (46 against 90 frames/s at
+    160×120, the same CPU time per frame); without it, none of 21 (docs/results.md, "Speed of the
+    test CLIs"). AUTOTUNE parallelism then means one call per core."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
