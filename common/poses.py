@@ -99,3 +99,27 @@ def summarize_errors(t_errs_m, r_errs_deg, n_failed=0):
     for cm, deg in INDOOR_THRESHOLDS + OUTDOOR_THRESHOLDS:
         out[threshold_key(cm, deg)] = share(cm, deg)
     return out
+
+
+def median_difference_interval(errs_a, errs_b, block=30, samples=2000, level=0.95, seed=0):
+    """(median(b) − median(a), low, high) of two methods' per-frame errors on the same frames.
+
+    The interval is a paired moving-block bootstrap: `samples` resamplings of whole runs of `block`
+    consecutive frames (neighbouring frames of a sequence err alike, so single frames would make it
+    far too narrow), the same frames for both methods. Failed frames are +inf (misses, as in
+    `summarize_errors`). With fewer than 2 · block frames the interval is (nan, nan).
+    """
+    a = np.asarray(errs_a, dtype=np.float64)
+    b = np.asarray(errs_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("the two error lists must be 1-D and of the same length")
+    diff = float(np.median(b) - np.median(a)) if a.size else math.nan
+    if a.size < 2 * block:
+        return diff, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, a.size - block + 1, size=(samples, -(-a.size // block)))
+    idx = (starts[..., None] + np.arange(block)).reshape(samples, -1)[:, :a.size]
+    boot = np.median(b[idx], axis=1) - np.median(a[idx], axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(boot, [tail, 100 - tail])
+    return diff, float(low), float(high)

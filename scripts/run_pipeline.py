@@ -10,6 +10,7 @@ All settings come from the scene config (--scene/--config); flags override a few
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -124,6 +125,16 @@ class Pipeline:
         steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in Path(folder).glob("ckpt-*.index")]
         return bool(steps) and max(steps) >= max_steps(cfg)
 
+    def pose_errors(self, name):
+        """{frame: (translation cm, rotation °)} of a pose file (failed frames: inf); {} if unreadable."""
+        try:
+            records = formats.read_pose_file(self.results / f"{name}_poses.txt")
+        except InputError:
+            return {}
+        inf = float("inf")
+        return {r.index: (inf, inf) if r.pose_cw is None else (100 * r.t_err, r.r_err)
+                for r in records if r.pose_cw is None or r.t_err is not None}
+
     def cloud_threshold(self, folder, samples=20):
         """--cloud_thres, or the median confidence of the maps when no cell of (up to `samples`
         evenly spaced) maps is above it: a briefly trained model is rarely that sure."""
@@ -207,12 +218,16 @@ class Pipeline:
             t, rdeg, share, cm = rows[name]
             table.append(f"| {label} | {fmt(t)} | {fmt(rdeg)} | {fmt(share, pct=True)} | {fmt(cm)} |")
         lines = [f"KFNet's prior (the flow-warped previous posterior): {fmt(prior)} cm median coordinate error."]
+        errors = {name: self.pose_errors(name) for name, _ in POSE_SOURCES}
         for other, what in (("scoordnet", "SCoordNet alone"), ("kfnet_measurement", "its own measurement")):
-            lines.append(f"KFNet against {what}: translation {change(rows['kfnet'][0], rows[other][0])}, "
-                         f"rotation {change(rows['kfnet'][1], rows[other][1])}, "
+            t_int, r_int = (interval(errors["kfnet"], errors[other], i, unit) for i, unit in ((0, "cm"), (1, "°")))
+            lines.append(f"KFNet against {what}: translation {change(rows['kfnet'][0], rows[other][0])}{t_int}, "
+                         f"rotation {change(rows['kfnet'][1], rows[other][1])}{r_int}, "
                          f"coordinates {change(rows['kfnet'][3], rows[other][3])}.")
         lines.append(f"Stage 3 changed the measurement network by "
                      f"{change(rows['kfnet_measurement'][3], rows['scoordnet'][3])} (coordinates).")
+        lines.append(f"[a … b]: 95 % interval of the difference of the median pose errors (block bootstrap over "
+                     f"runs of {BLOCK} test frames); where it holds 0, this test sequence cannot tell the two apart.")
         text = "\n".join(table) + "\n\n" + "\n".join(lines)
         (self.work / "results.md").write_text(text + "\n")
         print("\n" + text + "\n")
@@ -226,6 +241,21 @@ class Pipeline:
 POSE_SOURCES = (("scoordnet", "scoordnet"), ("kfnet_measurement", "kfnet/measurement"), ("kfnet", "kfnet"))
 ROW_LABELS = {"scoordnet": "SCoordNet alone", "kfnet_measurement": "KFNet's measurement (its SCoordNet after stage 3)",
               "kfnet": "KFNet (posterior)"}
+
+
+BLOCK = 30  # test frames per bootstrap block: about a second of a 30 Hz sequence
+
+
+def interval(errs_new, errs_old, column, unit):
+    """' [a … b cm]': bootstrap interval of median(new) − median(old) over the frames both have, or ''."""
+    from common.poses import median_difference_interval
+
+    frames = sorted(set(errs_new) & set(errs_old))
+    _, low, high = median_difference_interval([errs_old[k][column] for k in frames],
+                                              [errs_new[k][column] for k in frames], block=BLOCK)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f" [{low:+.2f} … {high:+.2f} {unit}]".replace("-", "−")
 
 
 def change(new, old):

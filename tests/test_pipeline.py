@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def test_every_stage_leaves_its_outputs(pipeline_run):
                 "| KFNet (posterior) |"):
         assert row in printed and row in table, row
     assert "KFNet against its own measurement: translation" in table
+    # 100 test frames: the pose differences come with their block-bootstrap intervals.
+    line = next(x for x in table.splitlines() if x.startswith("KFNet against SCoordNet alone"))
+    assert re.search(r"translation [+−][0-9.]+ % \[[+−][0-9.]+ … [+−][0-9.]+ cm\]", line), line
+    assert "95 % interval of the difference of the median pose errors" in table
 
 
 def test_kfnet_posterior_beats_scoordnet_alone_and_its_prior(pipeline_run):

@@ -243,3 +243,34 @@ def test_summarize_errors_thresholds_are_inclusive_and_empty_is_empty():
     assert summarize_errors([], []) == {"frames": 0, "failed": 0}
     all_failed = summarize_errors([], [], n_failed=2)
     assert all_failed["median_t_cm"] == math.inf and all_failed["within_10cm_5deg"] == 0.0
+
+
+def test_median_difference_interval_is_paired_and_blockwise():
+    from common.poses import median_difference_interval
+
+    rng = np.random.default_rng(1)
+    a = rng.gamma(2.0, 3.0, size=300)
+    # A constant shift on every frame: the paired difference is exactly the shift in every resampling.
+    diff, low, high = median_difference_interval(a, a + 1.5)
+    assert diff == pytest.approx(1.5) and low == pytest.approx(1.5) and high == pytest.approx(1.5)
+    assert median_difference_interval(a, a) == (0.0, 0.0, 0.0)
+    # Independent noise of the same law: the interval holds the observed difference and 0, and is the
+    # same for the same seed; a failed frame (inf) counts as a miss, not an error.
+    b = rng.gamma(2.0, 3.0, size=300)
+    diff, low, high = median_difference_interval(a, b)
+    assert low < 0 < high and low <= diff <= high
+    assert median_difference_interval(a, b) == (diff, low, high)
+    assert median_difference_interval(a, b, seed=1) != (diff, low, high)
+    b_failed = b.copy()
+    b_failed[:10] = np.inf
+    assert median_difference_interval(a, b_failed)[0] >= diff
+    # Blocks of 30 consecutive frames are wider than single frames when neighbours err alike.
+    slow = np.repeat(rng.normal(size=10), 30)
+    wide = median_difference_interval(np.zeros(300), slow, block=30)
+    narrow = median_difference_interval(np.zeros(300), slow, block=1)
+    assert (wide[2] - wide[1]) > 1.5 * (narrow[2] - narrow[1])
+    # Too few frames for two blocks: no interval.
+    d, lo, hi = median_difference_interval(a[:50], b[:50], block=30)
+    assert np.isfinite(d) and np.isnan(lo) and np.isnan(hi)
+    with pytest.raises(ValueError):
+        median_difference_interval(a, b[:10])
