@@ -82,8 +82,8 @@ def read_frames(data, results, camera):
 def kfnet_posterior_cm(frames, results):
     import numpy as np
 
-    errors = [np.linalg.norm(np.load(formats.coord_file(results, k))[..., :3] - f.label, axis=-1)[f.valid]
-              for k, f in enumerate(frames)]
+    errors = [np.linalg.norm(formats.read_map_file(formats.coord_file(results, k), 4, f.valid.shape)[..., :3]
+                             - f.label, axis=-1)[f.valid] for k, f in enumerate(frames)]
     return 100 * float(np.median(np.concatenate(errors)))
 
 
@@ -99,6 +99,10 @@ def main(argv=None):
     cfg = load_config(args.scene, args.config)
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"), check_images=False)
     frames = read_frames(data, args.results_folder, intrinsics(cfg))
+    for k in range(len(frames)):  # before minutes of analysis
+        if not formats.coord_file(args.results_folder, k).is_file():
+            raise InputError(f"missing {formats.coord_file(args.results_folder, k)}: --results_folder must be a "
+                             "kfnet/test.py output folder (its posterior maps beside measurement/)")
     try:
         out = analyse(frames, [s / 100 for s in args.process_sigma_cm])
     except ValueError as e:

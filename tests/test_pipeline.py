@@ -131,3 +131,14 @@ def test_true_flow_bound_reads_the_pipeline_outputs(pipeline_run, tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "--save_measurement" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+    # Measurement maps without the posterior's beside them: one line naming the missing map.
+    only = tmp_path / "only_measurement"
+    only.mkdir()
+    (only / "measurement").symlink_to(work / "results" / "kfnet" / "measurement")
+    no_posterior = subprocess.run(cmd[:-2] + ["--results_folder", str(only)],
+                                  capture_output=True, text=True, timeout=300)
+    assert no_posterior.returncode == 2, no_posterior.stderr[-2000:]
+    assert no_posterior.stderr.strip().splitlines() == [
+        f"error: missing {only / 'coord_0.npy'}: --results_folder must be a kfnet/test.py output folder "
+        "(its posterior maps beside measurement/)"]
