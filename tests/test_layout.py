@@ -80,7 +80,7 @@ def test_nothing_points_outside_the_repository():
         if path == Path(__file__).resolve():
             continue
         text = path.read_text()
-        for bad in ("../shared", "SPEC.md", "SPEC §"):
+        for bad in ("../" + "shared", "SPEC.md", "SPEC §"):  # spelled apart: this file names no such path
             assert bad not in text, f"{path.relative_to(ROOT)} mentions {bad}"
 
 
