@@ -56,6 +56,7 @@ def test_errors_that_change_every_frame_are_filtered_away():
     frames = still_camera(rng.normal(0.0, 0.05, (40, 8, 10, 3)))
     out = analyse(frames, [0.001, 10.0])
     assert abs(out["error_correlation"]) < 0.05
+    assert out["two_frame_gain"] == pytest.approx(1 - np.sqrt(0.5), abs=0.02)
     assert out["warp_loss_mean_cm"] < 1e-4  # float32 bilinear sampling at integer positions
     # σ_q ≪ σ_r: the posterior is nearly the running mean of k frames, error ∝ 1/√k.
     assert out["true_flow_posterior_median_cm"][0.001] < 0.4 * out["measurement_median_cm"]
@@ -68,6 +69,7 @@ def test_errors_that_repeat_every_frame_cannot_be_filtered_away():
     frames = still_camera(np.repeat(rng.normal(0.0, 0.05, (1, 8, 10, 3)), 40, axis=0))
     out = analyse(frames, [0.001])
     assert out["error_correlation"] == pytest.approx(1.0)
+    assert out["two_frame_gain"] == pytest.approx(0.0, abs=1e-6)
     assert out["true_flow_posterior_median_cm"][0.001] == pytest.approx(out["measurement_median_cm"], rel=1e-5)
 
 
@@ -79,3 +81,17 @@ def test_a_new_sequence_restarts_from_its_measurement():
     for k in (0, 3):
         np.testing.assert_allclose(posts[k], frames[k].measurement[..., :3], rtol=1e-6)
     assert median_cm(frames[4:5], posts[4:5]) < median_cm(frames[4:5], [frames[4].measurement[..., :3]])
+
+
+def test_two_frame_gain_of_correlated_errors():
+    from kfnet.oracle import two_frame_gain
+
+    assert two_frame_gain(1.0) == 0.0
+    assert two_frame_gain(0.0) == pytest.approx(1 - 1 / np.sqrt(2), abs=1e-15)
+    assert two_frame_gain(0.86) == pytest.approx(1 - np.sqrt(0.93), abs=1e-15)
+    # Against samples: two error fields correlating 0.6, averaged.
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 400_000))
+    second = 0.6 * a + np.sqrt(1 - 0.6**2) * b
+    measured = 1 - np.std((a + second) / 2) / np.std(a)
+    assert measured == pytest.approx(two_frame_gain(0.6), abs=0.003)
