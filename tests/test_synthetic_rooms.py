@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("open3d", reason="Open3D (pip install -e .[vis]) renders the synthetic scene")
 
@@ -29,9 +30,12 @@ from common.errors import InputError
 from common.formats import read_matrix_file
 
 ROOT = Path(__file__).resolve().parents[1]
-# sha256 of a 48x32 table room (2 sequences × 3 frames, seed 3) as written before there were
-# two rooms: file names and bytes, in sorted order (_digest).
-TABLE_DIGEST = "5f5b1c8282d53e12a77758e1cd177a4f130eca72321935a03ded3935a9962bb6"
+# A 48x32 table room (2 sequences × 3 frames, seed 3) as written before there were two rooms:
+# colour, depth and poses of its 6 frames. Compared with tolerances, not byte for byte: Open3D's ray
+# caster (Embree) rounds differently on different CPU kinds (AVX2, AVX-512), which moves a few pixels
+# by a grey level or a millimetre; a change to the generator's geometry, textures, lighting, noise
+# draws or poses changes most pixels.
+TABLE_ROOM = ROOT / "tests" / "data" / "table_room_48x32_seed3.npz"
 SMALL = dict(width=48, height=32, frames=3, sequences=2, seed=3)
 
 
@@ -42,6 +46,14 @@ def _digest(folder):
             h.update(str(p.relative_to(folder)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def _written_frames(folder):
+    """(colour [6,H,W,3], depth [6,H,W], poses [6,4,4]) of a SMALL scene's frames."""
+    bases = [folder / f"seq-{seq:02d}" / f"frame-{k:06d}" for seq in (1, 2) for k in range(3)]
+    colour = np.stack([np.asarray(Image.open(f"{b}.color.png")) for b in bases])
+    depth = np.stack([np.asarray(Image.open(f"{b}.depth.png")) for b in bases])
+    return colour, depth, np.stack([read_matrix_file(Path(f"{b}.pose.txt")) for b in bases])
 
 
 def _frame(folder, seq, k, kind):
@@ -68,11 +80,22 @@ def _nearest_training_view(settings):
     return np.median(dists), np.median(angles)
 
 
-def test_table_room_is_byte_for_byte_what_it_was(tmp_path):
+def test_table_room_is_what_it_was(tmp_path):
     assert write_scene(tmp_path / "a", SceneSettings(**SMALL), progress=False)
-    assert _digest(tmp_path / "a") == TABLE_DIGEST
+    colour, depth, poses = _written_frames(tmp_path / "a")
+    with np.load(TABLE_ROOM) as ref:
+        np.testing.assert_allclose(poses, ref["poses"], atol=1e-9)
+        holes, ref_holes = depth == NO_DEPTH, ref["depth"] == NO_DEPTH
+        both = ~holes & ~ref_holes
+        colour_off = np.abs(colour.astype(int) - ref["colour"]).max(-1) > 1
+        depth_off = both & (np.abs(depth.astype(int) - ref["depth"]) > 1)
+    # Per frame, at most 1 % of the pixels may differ by more than one level or millimetre (15 of 1536);
+    # a new noise draw alone moves 95 %, an ambient light of 0.36 instead of 0.35 3.5 %.
+    for name, off in (("colour", colour_off), ("depth", depth_off), ("holes", holes != ref_holes)):
+        share = off.reshape(len(off), -1).mean(1)
+        assert share.max() <= 0.01, (name, share)
     assert write_scene(tmp_path / "b", SceneSettings(**SMALL, room="table"), progress=False)
-    assert _digest(tmp_path / "b") == TABLE_DIGEST
+    assert _digest(tmp_path / "b") == _digest(tmp_path / "a")
     assert "room" not in json.loads((tmp_path / "a" / MARKER).read_text())
 
 
