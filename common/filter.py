@@ -48,19 +48,35 @@ def warped_labels(flow_bhw2, coords_prev_bhw3, mask_prev_bhw1):
     return prior, full & in_view(flow_bhw2)[..., 0]
 
 
-def predict(post_coords_bhw3, post_var_bhw1, flow_bhw2, process_var_bhw1):
+PRIOR_VARIANCES = ("warped_sigma", "mixture")
+
+
+def predict(post_coords_bhw3, post_var_bhw1, flow_bhw2, process_var_bhw1, prior_variance="warped_sigma",
+            process_noise_scale=1.0):
     """(prior coords [B,h,w,3], prior variance [B,h,w,1]) of the current frame.
 
-    As in the original, the previous σ (not the variance) is warped and then squared.
+    prior_variance "warped_sigma" (the original's): the previous σ (not the variance) is warped
+    and then squared. "mixture" (not in the original; test time only, docs/reference.md §4): the
+    variance of the bilinear mixture the warp takes of the 4 source cells, warp(σ²) + their
+    weighted spread Σ wᵢ‖xᵢ − x̄‖²/3, which grows where they disagree (depth edges).
+    process_noise_scale multiplies the process variance σ_q² (1: the original).
     The original sampled zeros for cells whose source lies off the previous map, i.e. a
     prior at (0, 0, 0) as confident as its neighbours; here those cells get variance 1e6,
     so the Kalman gain is ≈ 1 and the measurement wins.
     """
-    # The floor keeps sqrt's gradient finite where a posterior variance is 0.
-    post_sigma = tf.sqrt(tf.maximum(post_var_bhw1, MIN_VARIANCE))
+    if prior_variance not in PRIOR_VARIANCES:
+        raise ValueError(f"prior_variance must be one of {PRIOR_VARIANCES}, got {prior_variance!r}")
     prior_coords = warp(post_coords_bhw3, flow_bhw2)
-    warped_var = tf.maximum(tf.square(warp(post_sigma, flow_bhw2)), MIN_VARIANCE)
-    prior_var = warped_var + tf.maximum(process_var_bhw1, MIN_VARIANCE)
+    if prior_variance == "mixture":
+        floored = tf.maximum(post_var_bhw1, MIN_VARIANCE)
+        second_moment = warp(tf.square(post_coords_bhw3), flow_bhw2)
+        spread = tf.reduce_mean(second_moment - tf.square(prior_coords), axis=-1, keepdims=True)
+        warped_var = tf.maximum(warp(floored, flow_bhw2), MIN_VARIANCE) + tf.maximum(spread, 0.0)
+    else:
+        # The floor keeps sqrt's gradient finite where a posterior variance is 0.
+        post_sigma = tf.sqrt(tf.maximum(post_var_bhw1, MIN_VARIANCE))
+        warped_var = tf.maximum(tf.square(warp(post_sigma, flow_bhw2)), MIN_VARIANCE)
+    prior_var = warped_var + process_noise_scale * tf.maximum(process_var_bhw1, MIN_VARIANCE)
     prior_var = tf.where(in_view(flow_bhw2), prior_var, tf.cast(OUT_OF_VIEW_VARIANCE, prior_var.dtype))
     return prior_coords, prior_var
 

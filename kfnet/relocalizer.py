@@ -20,7 +20,8 @@ import tensorflow as tf
 from common import filter as kf
 from common import formats
 from common.config import intrinsics as config_intrinsics
-from common.config import load_config
+from common.config import load_config, stage_config
+from common.errors import InputError
 from common.formats import read_matrix_file
 from common.geometry import transform_points
 from common.poses import invert_rigid
@@ -53,8 +54,14 @@ class KalmanStream:
     """The per-frame Kalman filter loop (docs/reference.md §4): restart from the measurement at a
     sequence start, else predict by the flow and update with the measurement."""
 
-    def __init__(self, nis=False, nis_threshold=NIS_THRESHOLD):
+    def __init__(self, nis=False, nis_threshold=NIS_THRESHOLD, prior_variance="warped_sigma",
+                 process_noise_scale=1.0):
         self.nis, self.nis_threshold = bool(nis), float(nis_threshold)
+        if prior_variance not in kf.PRIOR_VARIANCES:
+            raise InputError(f"prior_variance {prior_variance!r}: must be one of {', '.join(kf.PRIOR_VARIANCES)}")
+        if not process_noise_scale > 0:
+            raise InputError(f"process_noise_scale {process_noise_scale}: must be positive")
+        self.prior_variance, self.process_noise_scale = prior_variance, float(process_noise_scale)
         spec = [tf.TensorSpec([1, None, None, c], tf.float32) for c in (3, 1, 2, 1, 3, 1)]
         self._step = tf.function(self._filter_step, input_signature=spec)
         batch = [tf.TensorSpec([None, None, None, c], tf.float32) for c in (3, 1, 2, 1, 3, 1)]
@@ -62,7 +69,7 @@ class KalmanStream:
         self.state = None
 
     def _filter_step(self, post_x, post_p, flow, q, z, r):
-        prior_x, prior_p = kf.predict(post_x, post_p, flow, q)
+        prior_x, prior_p = kf.predict(post_x, post_p, flow, q, self.prior_variance, self.process_noise_scale)
         nis = kf.nis(prior_x, prior_p, z, r)
         x, p = kf.update(prior_x, prior_p, z, r)
         # The NIS test changes what is shown, not the state carried to the next frame (as the original).
@@ -172,17 +179,19 @@ class Relocalizer:
     model: a KFNet. intrinsics: 3×3 camera matrix of the images (None: no PnP, no pose).
     transform: the scene's 4×4 world → normalized frame (transform.txt; None: identity).
     nis, nis_threshold: the innovation test on the output (docs/reference.md §4).
+    prior_variance, process_noise_scale: the prior's variance ("warped_sigma", the original's, or
+    "mixture") and a factor on σ_q² (docs/reference.md §4; not in the original, test time only).
     pnp: keyword arguments for pnp.solve.solve_frame; frame k uses seed (seed, k), as
     pnp/solve.py does, k counting every frame stepped since construction.
     """
 
     def __init__(self, model, intrinsics=None, transform=None, nis=False, nis_threshold=NIS_THRESHOLD,
-                 pnp=None, seed=0):
+                 pnp=None, seed=0, prior_variance="warped_sigma", process_noise_scale=1.0):
         self.model = model
         self.K = _matrix(intrinsics, "intrinsics")
         self.transform = np.eye(4) if transform is None else _matrix(transform, "transform")
         self.to_world = invert_rigid(self.transform)
-        self.stream = KalmanStream(nis, nis_threshold)
+        self.stream = KalmanStream(nis, nis_threshold, prior_variance, process_noise_scale)
         self.pnp = dict(pnp or {})
         self.seed = seed
         self.checkpoint = None
@@ -204,6 +213,9 @@ class Relocalizer:
         cfg = load_config(scene, config)
         model, ckpt = load_kfnet(model_folder, cfg_full=cfg, step=step, mixed_precision=mixed_precision)
         K = config_intrinsics(cfg) if intrinsics is None else intrinsics
+        kcfg = stage_config(cfg, "kfnet")  # the filter's test-time settings, as kfnet/test.py reads them
+        kwargs.setdefault("prior_variance", kcfg.get("prior_variance") or "warped_sigma")
+        kwargs.setdefault("process_noise_scale", kcfg.get("process_noise_scale", 1.0))
         reloc = cls(model, K, transform, nis=nis, **kwargs)
         reloc.checkpoint = ckpt
         return reloc

@@ -28,6 +28,14 @@ def main(argv=None):
                              "Kalman posterior's, as in the original)")
     parser.add_argument("--nis_threshold", type=float, default=7.815,
                         help="the innovation test's bound (chi-square, 3 degrees of freedom: 7.815 = 95 %%)")
+    parser.add_argument("--prior_variance", choices=("warped_sigma", "mixture"),
+                        help="the prior's variance: warped_sigma, the original's (the previous sigma warped, "
+                             "squared); mixture, the variance of the bilinear mix of the 4 source cells "
+                             "(grows at depth edges; not in the original). Default: the config's "
+                             "kfnet: prior_variance, else warped_sigma")
+    parser.add_argument("--process_noise_scale", type=float,
+                        help="factor on OFlowNet's process variance sigma_q^2 (1: the original). Default: "
+                             "the config's kfnet: process_noise_scale, else 1")
     parser.add_argument("--save_measurement", action="store_true",
                         help="also write the measurement and prior maps to OUT/measurement, OUT/prior")
     args = parser.parse_args(argv)
@@ -46,13 +54,24 @@ def main(argv=None):
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg = test_settings(args, "kfnet")
     use_nis = bool(cfg.get("nis")) if args.nis is None else True
+    prior_variance = args.prior_variance or cfg.get("prior_variance") or "warped_sigma"
+    noise_scale = args.process_noise_scale
+    if noise_scale is None:
+        noise_scale = cfg.get("process_noise_scale", 1.0)
+    if prior_variance not in ("warped_sigma", "mixture"):
+        raise InputError(f"kfnet: prior_variance {prior_variance!r} in the config: must be warped_sigma or mixture")
+    if not isinstance(noise_scale, (int, float)) or not noise_scale > 0:
+        raise InputError(f"process_noise_scale {noise_scale!r} (--process_noise_scale or the config's "
+                         f"kfnet: process_noise_scale): must be a positive number")
     data, source = load_test_folder(args, cfg.get("sequence_length"))
     model, ckpt = load_kfnet(args.model_folder, data.image_hw, load_config(args.scene, args.config),
                              step=args.checkpoint, mixed_precision=args.mixed_precision)
-    reloc = Relocalizer(model, transform=data.transform, nis=use_nis, nis_threshold=args.nis_threshold)
+    reloc = Relocalizer(model, transform=data.transform, nis=use_nis, nis_threshold=args.nis_threshold,
+                        prior_variance=prior_variance, process_noise_scale=float(noise_scale))
     h, w = data.map_hw
     out = Path(args.output_folder)
     signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,
+                 "prior_variance": prior_variance, "process_noise_scale": float(noise_scale),
                  "save_measurement": args.save_measurement, "mixed_precision": args.mixed_precision, **source}
     formats.open_output_folder(out, signature)
     if args.save_measurement:

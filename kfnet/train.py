@@ -86,7 +86,9 @@ def main(argv=None):
                               augment=bool(cfg["augment"]), seed=int(cfg["seed"]), start_step=start_step,
                               shuffle=bool(cfg.get("shuffle", False)))
 
-    reloc = Relocalizer(stage.model)  # validation streams through the networks being trained
+    # Validation streams through the networks being trained, with the filter kfnet/test.py runs.
+    reloc = Relocalizer(stage.model, prior_variance=cfg.get("prior_variance") or "warped_sigma",
+                        process_noise_scale=cfg.get("process_noise_scale", 1.0))
 
     def val_errors(folder, to_train, frames):
         return stream_label_errors(reloc, folder, to_train, frames)

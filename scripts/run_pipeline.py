@@ -227,7 +227,7 @@ class Pipeline:
         lines.append(f"Stage 3 changed the measurement network by "
                      f"{change(rows['kfnet_measurement'][3], rows['scoordnet'][3])} (coordinates).")
         lines.append(f"[a … b]: 95 % interval of the difference of the median pose errors (block bootstrap over "
-                     f"runs of {BLOCK} test frames); where it holds 0, this test sequence cannot tell the two apart.")
+                     f"runs of {BLOCK} test frames); where it holds 0, these test frames cannot tell the two apart.")
         text = "\n".join(table) + "\n\n" + "\n".join(lines)
         (self.work / "results.md").write_text(text + "\n")
         print("\n" + text + "\n")

@@ -122,3 +122,27 @@ def test_out_of_view_cell_takes_the_measurement():
     post, post_var = kf.update(prior, prior_var, meas, np.full_like(var, 0.01))
     np.testing.assert_allclose(post.numpy(), meas, rtol=1e-6)
     np.testing.assert_allclose(post_var.numpy(), 0.01, rtol=1e-5)
+
+
+def test_mixture_prior_variance_is_the_variance_of_the_bilinear_mix():
+    # Cell (1, 0) samples at x = 0.25 between previous cells (1, 0) and (1, 1): weights 0.75, 0.25.
+    coords = np.zeros((1, 2, 3, 3), np.float32)
+    coords[0, 1, 0] = (1.0, 2.0, 3.0)
+    coords[0, 1, 1] = (1.0, 2.0, 3.4)  # 40 cm deeper: a depth edge
+    var = np.zeros((1, 2, 3, 1), np.float32)
+    var[0, 1, 0], var[0, 1, 1] = 0.01, 0.04
+    flow = np.zeros((1, 2, 3, 2), np.float32)
+    flow[0, 1, 0, 0] = 0.25
+    q = np.full_like(var, 0.002)
+    prior, prior_var = kf.predict(coords, var, flow, q, prior_variance="mixture", process_noise_scale=3.0)
+    np.testing.assert_allclose(prior.numpy()[0, 1, 0], (1.0, 2.0, 3.1), rtol=1e-6)
+    # 0.75·0.01 + 0.25·0.04 for the variances; the spread 0.75·0.25·0.4² over 3 coordinates.
+    spread = 0.75 * 0.25 * 0.16 / 3
+    np.testing.assert_allclose(prior_var.numpy()[0, 1, 0, 0], 0.0175 + spread + 3 * 0.002, rtol=1e-5)
+    # The original's for the same cell: (0.75·0.1 + 0.25·0.2)² + σ_q².
+    _, original = kf.predict(coords, var, flow, q)
+    np.testing.assert_allclose(original.numpy()[0, 1, 0, 0], 0.125 ** 2 + 0.002, rtol=1e-5)
+    # Where the sources agree and the flow is whole, both are the source's variance (+ scaled σ_q²).
+    np.testing.assert_allclose(prior_var.numpy()[0, 0, 1, 0], 1e-10 + 3 * 0.002, rtol=1e-5)
+    with pytest.raises(ValueError, match="prior_variance"):
+        kf.predict(coords, var, flow, q, prior_variance="sigma")

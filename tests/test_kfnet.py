@@ -1,5 +1,7 @@
 """KFNet: the joint stage on 4-frame windows, training from the pre-trained stages, streaming test."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -215,6 +217,29 @@ def test_nis_changes_the_output_not_the_filter_state(tiny_scene, tmp_path):
         np.testing.assert_allclose(shown[clear & ~fail, :3], post[clear & ~fail, :3], atol=1e-6)
         rejected, kept = rejected + int(fail.sum()), kept + int((clear & ~fail).sum())
     assert rejected > 0 and kept > 0
+
+
+def test_mixture_prior_variance_and_noise_scale_reach_the_filter(tiny_scene, tmp_path, capsys):
+    """--prior_variance mixture --process_noise_scale 3: the same prior coordinates at the first
+    filtered frame (its state is the measurement either way), a larger prior variance in every
+    in-view cell (warp(σ²) + spread ≥ warp(σ)², 3σ_q² > σ_q²); bad values stop before writing."""
+    assert _kfnet_train(tiny_scene, tmp_path / "k", "--max_steps", "2") == 0
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    assert _stream(tiny_scene, tmp_path / "k", plain, "--save_measurement") == 0
+    assert _stream(tiny_scene, tmp_path / "k", mixed, "--save_measurement", "--prior_variance", "mixture",
+                   "--process_noise_scale", "3") == 0
+    for k in (1, 13):  # the first filtered frame of each sequence
+        a, b = (np.load(out / "prior" / f"coord_{k}.npy") for out in (plain, mixed))
+        np.testing.assert_allclose(b[..., :3], a[..., :3], rtol=1e-6, atol=1e-6)
+        var_a, var_b = 1.0 / a[..., 3] ** 2, 1.0 / b[..., 3] ** 2
+        seen = var_a < 1e5
+        assert seen.sum() > 0.5 * seen.size
+        assert np.all(var_b[seen] > var_a[seen] * (1 + 1e-4))
+    assert json.loads((mixed / "run.json").read_text())["signature"]["prior_variance"] == "mixture"
+    capsys.readouterr()
+    assert _stream(tiny_scene, tmp_path / "k", tmp_path / "bad", "--process_noise_scale", "0") == 2
+    assert "--process_noise_scale" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_streaming_resume_restarts_the_unfinished_sequence(tiny_scene, tmp_path):

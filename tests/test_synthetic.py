@@ -161,6 +161,21 @@ def test_sequences_walk_the_same_loop_with_different_noise():
             assert np.median(dists) > 0.01 or np.median(angles) > 1.0
 
 
+@pytest.mark.parametrize("room", ["table", "studio"])
+def test_more_test_sequences_leave_the_others_as_they_were(room):
+    # The demo moved from --sequences 3 --test_sequences 1 to 5 and 3: the training sequences and
+    # the first test sequence must be the same paths, so that its models and numbers carry over.
+    few = SceneSettings(width=160, height=120, frames=300, sequences=3, test_sequences=1,
+                        loop_frames=100, room=room)
+    more = SceneSettings(width=160, height=120, frames=300, sequences=5, test_sequences=3,
+                         loop_frames=100, room=room)
+    for s in range(3):
+        np.testing.assert_array_equal(sequence_poses(few, s), sequence_poses(more, s))
+    added = [sequence_poses(more, s) for s in (3, 4)]
+    for poses in added:  # the added test sequences are other paths
+        assert np.abs(poses[:, :3, 3] - sequence_poses(more, 2)[:, :3, 3]).max() > 0.05
+
+
 def test_bad_settings_are_input_errors(tmp_path):
     for settings, flag in ((SceneSettings(width=84, height=64), "--size"),
                            (SceneSettings(frames=1), "--frames"),
