@@ -68,10 +68,11 @@ def predict(post_coords_bhw3, post_var_bhw1, flow_bhw2, process_var_bhw1, prior_
         raise ValueError(f"prior_variance must be one of {PRIOR_VARIANCES}, got {prior_variance!r}")
     prior_coords = warp(post_coords_bhw3, flow_bhw2)
     if prior_variance == "mixture":
+        # One bilinear sample of [x², P] (coordinates above): the mix's second moment and variance.
         floored = tf.maximum(post_var_bhw1, MIN_VARIANCE)
-        second_moment = warp(tf.square(post_coords_bhw3), flow_bhw2)
-        spread = tf.reduce_mean(second_moment - tf.square(prior_coords), axis=-1, keepdims=True)
-        warped_var = tf.maximum(warp(floored, flow_bhw2), MIN_VARIANCE) + tf.maximum(spread, 0.0)
+        mixed = warp(tf.concat([tf.square(post_coords_bhw3), floored], axis=-1), flow_bhw2)
+        spread = tf.reduce_mean(mixed[..., :3] - tf.square(prior_coords), axis=-1, keepdims=True)
+        warped_var = tf.maximum(mixed[..., 3:], MIN_VARIANCE) + tf.maximum(spread, 0.0)
     else:
         # The floor keeps sqrt's gradient finite where a posterior variance is 0.
         post_sigma = tf.sqrt(tf.maximum(post_var_bhw1, MIN_VARIANCE))

@@ -34,6 +34,27 @@ from scoordnet.model import SCoordNet
 NIS_THRESHOLD = 7.815  # chi-square, 3 degrees of freedom: 95 %
 
 
+def _checked(prior_variance, process_noise_scale):
+    if prior_variance not in kf.PRIOR_VARIANCES:
+        raise InputError(f"prior_variance {prior_variance!r} (--prior_variance or the config's kfnet: "
+                         f"prior_variance): must be one of {', '.join(kf.PRIOR_VARIANCES)}")
+    if isinstance(process_noise_scale, bool) or not isinstance(process_noise_scale, (int, float)) \
+            or not process_noise_scale > 0:
+        raise InputError(f"process_noise_scale {process_noise_scale!r} (--process_noise_scale or the "
+                         f"config's kfnet: process_noise_scale): must be a positive number")
+    return {"prior_variance": prior_variance, "process_noise_scale": float(process_noise_scale)}
+
+
+def filter_options(kfnet_cfg, prior_variance=None, process_noise_scale=None):
+    """KalmanStream's prior_variance and process_noise_scale, checked: the flags' where given, else
+    the config's `kfnet:` section, else the original's."""
+    if prior_variance is None:
+        prior_variance = kfnet_cfg.get("prior_variance") or "warped_sigma"
+    if process_noise_scale is None:
+        process_noise_scale = kfnet_cfg.get("process_noise_scale", 1.0)
+    return _checked(prior_variance, process_noise_scale)
+
+
 @dataclass
 class FilterStep:
     """One frame through the filter; maps [1, h, w, ·] in the normalized frame, variances σ².
@@ -57,11 +78,8 @@ class KalmanStream:
     def __init__(self, nis=False, nis_threshold=NIS_THRESHOLD, prior_variance="warped_sigma",
                  process_noise_scale=1.0):
         self.nis, self.nis_threshold = bool(nis), float(nis_threshold)
-        if prior_variance not in kf.PRIOR_VARIANCES:
-            raise InputError(f"prior_variance {prior_variance!r}: must be one of {', '.join(kf.PRIOR_VARIANCES)}")
-        if not process_noise_scale > 0:
-            raise InputError(f"process_noise_scale {process_noise_scale}: must be positive")
-        self.prior_variance, self.process_noise_scale = prior_variance, float(process_noise_scale)
+        options = _checked(prior_variance, process_noise_scale)
+        self.prior_variance, self.process_noise_scale = options["prior_variance"], options["process_noise_scale"]
         spec = [tf.TensorSpec([1, None, None, c], tf.float32) for c in (3, 1, 2, 1, 3, 1)]
         self._step = tf.function(self._filter_step, input_signature=spec)
         batch = [tf.TensorSpec([None, None, None, c], tf.float32) for c in (3, 1, 2, 1, 3, 1)]
@@ -213,10 +231,9 @@ class Relocalizer:
         cfg = load_config(scene, config)
         model, ckpt = load_kfnet(model_folder, cfg_full=cfg, step=step, mixed_precision=mixed_precision)
         K = config_intrinsics(cfg) if intrinsics is None else intrinsics
-        kcfg = stage_config(cfg, "kfnet")  # the filter's test-time settings, as kfnet/test.py reads them
-        kwargs.setdefault("prior_variance", kcfg.get("prior_variance") or "warped_sigma")
-        kwargs.setdefault("process_noise_scale", kcfg.get("process_noise_scale", 1.0))
-        reloc = cls(model, K, transform, nis=nis, **kwargs)
+        options = filter_options(stage_config(cfg, "kfnet"), kwargs.pop("prior_variance", None),
+                                 kwargs.pop("process_noise_scale", None))
+        reloc = cls(model, K, transform, nis=nis, **options, **kwargs)
         reloc.checkpoint = ckpt
         return reloc
 

@@ -48,30 +48,22 @@ def main(argv=None):
     from common.data.pipelines import test_dataset
     from common.errors import InputError
     from common.evaluation import CoordErrors
-    from kfnet.relocalizer import Relocalizer, load_kfnet
+    from kfnet.relocalizer import Relocalizer, filter_options, load_kfnet
 
     if args.batch_size <= 0:
         raise InputError(f"--batch_size must be positive, got {args.batch_size}")
     cfg = test_settings(args, "kfnet")
     use_nis = bool(cfg.get("nis")) if args.nis is None else True
-    prior_variance = args.prior_variance or cfg.get("prior_variance") or "warped_sigma"
-    noise_scale = args.process_noise_scale
-    if noise_scale is None:
-        noise_scale = cfg.get("process_noise_scale", 1.0)
-    if prior_variance not in ("warped_sigma", "mixture"):
-        raise InputError(f"kfnet: prior_variance {prior_variance!r} in the config: must be warped_sigma or mixture")
-    if not isinstance(noise_scale, (int, float)) or not noise_scale > 0:
-        raise InputError(f"process_noise_scale {noise_scale!r} (--process_noise_scale or the config's "
-                         f"kfnet: process_noise_scale): must be a positive number")
+    options = filter_options(cfg, args.prior_variance, args.process_noise_scale)  # checked: nothing written yet
     data, source = load_test_folder(args, cfg.get("sequence_length"))
     model, ckpt = load_kfnet(args.model_folder, data.image_hw, load_config(args.scene, args.config),
                              step=args.checkpoint, mixed_precision=args.mixed_precision)
     reloc = Relocalizer(model, transform=data.transform, nis=use_nis, nis_threshold=args.nis_threshold,
-                        prior_variance=prior_variance, process_noise_scale=float(noise_scale))
+                        **options)
     h, w = data.map_hw
     out = Path(args.output_folder)
     signature = {"stage": "kfnet", "checkpoint": ckpt, "nis": use_nis, "nis_threshold": args.nis_threshold,
-                 "prior_variance": prior_variance, "process_noise_scale": float(noise_scale),
+                 **options,
                  "save_measurement": args.save_measurement, "mixed_precision": args.mixed_precision, **source}
     formats.open_output_folder(out, signature)
     if args.save_measurement:

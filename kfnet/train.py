@@ -32,7 +32,7 @@ def main(argv=None):
     from common.data.pipelines import window_dataset
     from common.data.scene import load_input_folder
     from common.trainer import Trainer, seed_everything
-    from kfnet.relocalizer import Relocalizer, stream_label_errors
+    from kfnet.relocalizer import Relocalizer, filter_options, stream_label_errors
     from kfnet.stage import KFNetStage
     from oflownet.model import OFlowNet
     from scoordnet.model import SCoordNet
@@ -87,8 +87,7 @@ def main(argv=None):
                               shuffle=bool(cfg.get("shuffle", False)))
 
     # Validation streams through the networks being trained, with the filter kfnet/test.py runs.
-    reloc = Relocalizer(stage.model, prior_variance=cfg.get("prior_variance") or "warped_sigma",
-                        process_noise_scale=cfg.get("process_noise_scale", 1.0))
+    reloc = Relocalizer(stage.model, **filter_options(cfg))
 
     def val_errors(folder, to_train, frames):
         return stream_label_errors(reloc, folder, to_train, frames)
