@@ -123,3 +123,27 @@ def median_difference_interval(errs_a, errs_b, block=30, samples=2000, level=0.9
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(boot, [tail, 100 - tail])
     return diff, float(low), float(high)
+
+
+def lag_along_motion(est_centres, gt_centres, min_step=1e-6):
+    """(mean lag in metres, median step in metres, frames used) of one sequence's camera centres.
+
+    The lag of frame k is the component of its position error e = c_est,k − c_gt,k along the
+    unit step back to the previous frame's true centre, (c_gt,k−1 − c_gt,k)/‖·‖: positive when
+    the estimate trails behind the camera's motion (what a filter that leans on the past does),
+    negative when it runs ahead. Arrays are [n, 3] in frame order; rows with a NaN (failed or
+    without ground truth) are skipped, as are frames whose previous frame has no ground truth and
+    steps shorter than min_step. Without usable frames: (nan, nan, 0).
+    """
+    est = np.asarray(est_centres, dtype=np.float64).reshape(-1, 3)
+    gt = np.asarray(gt_centres, dtype=np.float64).reshape(-1, 3)
+    if est.shape != gt.shape:
+        raise ValueError("estimated and true centres must have the same shape")
+    back = gt[:-1] - gt[1:]
+    step = np.linalg.norm(back, axis=1)
+    err = est[1:] - gt[1:]
+    use = np.isfinite(step) & (step >= min_step) & np.all(np.isfinite(err), axis=1)
+    if not np.any(use):
+        return math.nan, math.nan, 0
+    lag = np.sum(err[use] * back[use], axis=1) / step[use]
+    return float(np.mean(lag)), float(np.median(step[use])), int(use.sum())

@@ -9,7 +9,7 @@ from common import formats
 from common.data.lists import sequence_ids
 from common.errors import InputError
 from common.formats import read_list, read_matrix_file
-from common.poses import INDOOR_THRESHOLDS, summarize_errors, threshold_key
+from common.poses import INDOOR_THRESHOLDS, lag_along_motion, summarize_errors, threshold_key
 
 
 def _check_covers(paths, indices, what, path):
@@ -55,8 +55,33 @@ def frames_and_sequences(indices, pose_paths=None, image_list=None, sequence_len
     return image, seq, seq_names
 
 
-def summarize(records, times_ms, seq_of, seq_names, has_gt):
-    """Summary dict: overall and per-sequence errors (with ground truth) and ms per frame."""
+def _centres(recs, gt):
+    """(estimated, true) camera centres [n, 3] over the frame indices min…max of recs, NaN rows
+    where a frame is missing, failed or has no ground truth."""
+    first = min(r.index for r in recs)
+    est = np.full((max(r.index for r in recs) - first + 1, 3), np.nan)
+    true = est.copy()
+    for r in recs:
+        if r.pose_cw is not None:
+            est[r.index - first] = r.pose_cw[:3, 3]
+        if r.index in gt:
+            true[r.index - first] = np.asarray(gt[r.index], dtype=np.float64)[:3, 3]
+    return est, true
+
+
+def summarize(records, times_ms, seq_of, seq_names, has_gt, gt=None):
+    """Summary dict: overall and per-sequence errors (with ground truth) and ms per frame.
+
+    With gt ({k: 4×4 camera-to-world}), each block also has lag_cm and median_step_cm
+    (common.poses.lag_along_motion; the overall block never pairs frames across sequences).
+    """
+
+    def lag(parts):
+        nan_row = np.full((1, 3), np.nan)
+        est = np.concatenate([x for e, _ in parts for x in (e, nan_row)])
+        true = np.concatenate([x for _, t in parts for x in (t, nan_row)])
+        mean, step, _ = lag_along_motion(est, true)
+        return {"lag_cm": 100 * mean, "median_step_cm": 100 * step}
 
     def block(recs):
         solved = [r for r in recs if r.pose_cw is not None]
@@ -69,12 +94,18 @@ def summarize(records, times_ms, seq_of, seq_names, has_gt):
         out["ms_per_frame"] = float(np.mean(ts)) if ts else None
         return out
 
-    sequences = []
+    sequences, parts = [], []
     for sid, name in sorted(seq_names.items()):
         recs = [r for r in records if seq_of[r.index] == sid]
         sequences.append({"sequence": sid, "name": name, "first_frame": min(r.index for r in recs),
                           **block(recs)})
-    return {"overall": block(records), "sequences": sequences}
+        if has_gt and gt is not None:
+            parts.append(_centres(recs, gt))
+            sequences[-1].update(lag(parts[-1:]))
+    overall = block(records)
+    if parts:
+        overall.update(lag(parts))
+    return {"overall": overall, "sequences": sequences}
 
 
 def format_summary(summary, thresholds=INDOOR_THRESHOLDS):
@@ -99,4 +130,9 @@ def format_summary(summary, thresholds=INDOOR_THRESHOLDS):
     if len(summary["sequences"]) > 1:
         lines += [row(s["name"], s) for s in summary["sequences"]]
     lines.append(row("all", summary["overall"]))
+    lag = summary["overall"].get("lag_cm")
+    if lag is not None and np.isfinite(lag):
+        lines.append(f"lag along the motion: {lag:+.2f} cm (the position error's mean component toward "
+                     f"the previous frame's true camera; median step "
+                     f"{summary['overall']['median_step_cm']:.2f} cm)")
     return lines

@@ -340,7 +340,7 @@ def main(argv=None):
         records.append(rec)
         times[k] = ms
         inliers[k] = n_inliers
-    summary = summarize(records, times, seq_of, seq_names, gt is not None)
+    summary = summarize(records, times, seq_of, seq_names, gt is not None, gt)
     summary["settings"] = {"coord_folder": str(args.coord_folder), "gt": args.gt,
                            "image_list": image_list, "timestamps": stamp_file,
                            "format": args.format, "K": K.tolist(), **options}

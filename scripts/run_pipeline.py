@@ -206,12 +206,13 @@ class Pipeline:
                   "kfnet_measurement": runs["kfnet"].get("measurement") or {},
                   "kfnet": runs["kfnet"].get("posterior") or {}}
         prior = (runs["kfnet"].get("prior") or {}).get("median_cm")
-        rows = {}
+        rows, lags, step = {}, {}, None
         for name, _ in POSE_SOURCES:
             poses = read_json(summary_path(self.results / f"{name}_poses.txt"))
             overall = poses.get("overall", poses)
             rows[name] = (overall.get("median_t_cm"), overall.get("median_r_deg"),
                           overall.get("within_5cm_5deg"), coords[name].get("median_cm"))
+            lags[name], step = overall.get("lag_cm"), overall.get("median_step_cm", step)
         table = ["| method | median translation (cm) | median rotation (°) | within 5 cm/5° | "
                  "median coord. error (cm) |", "|---|---|---|---|---|"]
         for name, label in ROW_LABELS.items():
@@ -226,6 +227,10 @@ class Pipeline:
                          f"coordinates {change(rows['kfnet'][3], rows[other][3])}.")
         lines.append(f"Stage 3 changed the measurement network by "
                      f"{change(rows['kfnet_measurement'][3], rows['scoordnet'][3])} (coordinates).")
+        if all(lag is not None for lag in lags.values()):
+            lines.append("Lag along the motion (the position error's mean component toward the previous frame's "
+                         f"camera; median step {fmt(step)} cm): " + ", ".join(
+                             f"{ROW_LABELS[name].split(' (')[0]} {lags[name]:+.2f} cm" for name in lags) + ".")
         lines.append(f"[a … b]: 95 % interval of the difference of the median pose errors (block bootstrap over "
                      f"runs of {BLOCK} test frames); where it holds 0, these test frames cannot tell the two apart.")
         text = "\n".join(table) + "\n\n" + "\n".join(lines)

@@ -83,6 +83,12 @@ def test_every_stage_leaves_its_outputs(pipeline_run):
     line = next(x for x in table.splitlines() if x.startswith("KFNet against SCoordNet alone"))
     assert re.search(r"translation [+−][0-9.]+ % \[[+−][0-9.]+ … [+−][0-9.]+ cm\]", line), line
     assert "95 % interval of the difference of the median pose errors" in table
+    # The lag of each method's poses, from the pose summaries it read.
+    lag = next(x for x in table.splitlines() if x.startswith("Lag along the motion"))
+    values = [float(v.replace("−", "-")) for v in re.findall(r"([+−-][0-9.]+) cm", lag)]
+    expected = [json.loads((results / f"{name}_poses.summary.json").read_text())["overall"]["lag_cm"]
+                for name in ("scoordnet", "kfnet_measurement", "kfnet")]
+    assert values == pytest.approx(expected, abs=0.006), lag
 
 
 def test_kfnet_posterior_beats_scoordnet_alone_and_its_prior(pipeline_run):

@@ -301,3 +301,33 @@ def test_focal_y_and_a_warning_for_default_intrinsics_that_do_not_fit(tmp_path, 
         "warning: intrinsics fx 525, fy 525, centre (320, 240) (the 7-Scenes defaults of "
         "configs/defaults.yaml) do not fit maps of 40x30 cells (320x240 pixels, centre (160, 120)); "
         "pass --scene/--config or --focal/--focal_y/--cx/--cy"]
+
+
+def test_summary_lag_never_pairs_frames_across_sequences():
+    from common.formats import PoseRecord
+    from pnp.evaluate import format_summary, summarize
+
+    def pose(x):
+        m = np.eye(4)
+        m[0, 3] = x
+        return m
+
+    # Two sequences moving +x by 10 cm a frame; the first's estimates trail by 1 cm, the second's
+    # by 4 cm. Frame 3 starts the second sequence 5 m away: pairing it with frame 2 would add a
+    # huge step and lag.
+    truth = {0: 0.0, 1: 0.1, 2: 0.2, 3: 5.0, 4: 5.1, 5: 5.2}
+    trail = {0: 0.0, 1: 0.01, 2: 0.01, 3: 0.0, 4: 0.04, 5: 0.04}
+    gt = {k: pose(x) for k, x in truth.items()}
+    records = [PoseRecord(k, f"f{k}", pose_cw=pose(truth[k] - trail[k])) for k in truth]
+    for r in records:
+        r.t_err, r.r_err = pose_errors(r.pose_cw, gt[r.index])
+    seq_of = {k: int(k >= 3) for k in truth}
+    summary = summarize(records, {}, seq_of, {0: "a", 1: "b"}, True, gt)
+    assert [s["lag_cm"] for s in summary["sequences"]] == [pytest.approx(1.0), pytest.approx(4.0)]
+    assert summary["overall"]["lag_cm"] == pytest.approx(2.5)
+    assert summary["overall"]["median_step_cm"] == pytest.approx(10.0)
+    assert format_summary(summary)[-1].startswith("lag along the motion: +2.50 cm")
+    # Without ground truth poses there is no lag and no line for it.
+    plain = summarize(records, {}, seq_of, {0: "a", 1: "b"}, True)
+    assert "lag_cm" not in plain["overall"]
+    assert format_summary(plain)[-1].startswith("all")

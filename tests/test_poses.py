@@ -18,6 +18,7 @@ from common.formats import (
 from common.poses import (
     check_rigid,
     invert_rigid,
+    lag_along_motion,
     pose_errors,
     quaternion_to_rotation,
     rotation_to_quaternion,
@@ -274,3 +275,21 @@ def test_median_difference_interval_is_paired_and_blockwise():
     assert np.isfinite(d) and np.isnan(lo) and np.isnan(hi)
     with pytest.raises(ValueError):
         median_difference_interval(a, b[:10])
+
+
+def test_lag_along_motion_by_hand():
+    # The camera moves +10 cm along x per frame; the estimates trail by 2 cm and are 5 cm off
+    # sideways (which does not count); the third frame failed (NaN) and is skipped.
+    gt = np.array([[0.0, 0, 0], [0.1, 0, 0], [0.2, 0, 0], [0.3, 0, 0]])
+    est = gt + [[0.0, 0.05, 0]] * 4 - [[0.02, 0, 0]] * 4
+    est[2] = np.nan
+    lag, step, n = lag_along_motion(est, gt)
+    assert (n, lag, step) == (2, pytest.approx(0.02), pytest.approx(0.1))
+    lead, _, _ = lag_along_motion(gt + [[0.03, 0, 0]] * 4, gt)
+    assert lead == pytest.approx(-0.03)
+    # The step back to a previous frame that turned: only the component along it counts.
+    turn = np.array([[0.0, 0, 0], [0.0, 0.1, 0]])
+    assert lag_along_motion(turn + [[0, 0, 0], [0.04, -0.01, 0]], turn)[0] == pytest.approx(0.01)
+    # A still camera or no usable pair: nothing to measure.
+    still = lag_along_motion(np.ones((3, 3)), np.ones((3, 3)))
+    assert np.isnan(still[0]) and still[2] == 0
