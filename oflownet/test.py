@@ -107,6 +107,21 @@ class PairScores:
         return lines
 
 
+def order_symmetry(plus_sq, minus_sq):
+    """‖f + g‖ / ‖f − g‖ from Σ‖f + g‖² and Σ‖f − g‖² over the cells of many pairs, f the flow of a
+    pair and g that of the same pair with its frames swapped.
+
+    About 0 when swapping the frames reverses the flow (the network matches them); above 1 when
+    the flow hardly depends on their order: the network has learned one motion for every pair (the
+    training sequences' usual direction) instead of matching. NaN without pairs.
+    """
+    return float(np.sqrt(plus_sq / minus_sq)) if minus_sq > 0 else (float("inf") if plus_sq > 0 else float("nan"))
+
+
+ORDER_WARNING = 1.5  # order_symmetry above this: the flow hardly depends on the frames' order
+ORDER_PAIRS = 100  # pairs the order check runs on (a property of the network, not of each pair)
+
+
 def _mean(x):
     return float(np.mean(x)) if np.size(x) else float("nan")
 
@@ -193,6 +208,7 @@ def main(argv=None):
     scores = PairScores(camera, poses, to_world) if data.has_labels else None
     last = None  # (k, features, label) of the previous batch's last frame
     computed, net_seconds, t0 = 0, 0.0, time.time()
+    order_sums = [0.0, 0.0, 0]  # Σ‖f + g‖², Σ‖f − g‖², pairs: g = the flow with the frames swapped
     bar = tqdm(total=len(data), desc="oflownet test", unit="frame", disable=not args.progress)
     for batch in test_dataset(data, args.batch_size):
         ks = [int(k) for k in batch["index"].numpy()]
@@ -213,9 +229,16 @@ def main(argv=None):
             t = time.time()
             # The written direction is k−1 → k: frame k−1's cells are the "current" ones, whose
             # position is sought in frame k (flow_from_features gives current → previous).
-            result = flow_of(tf.stack([b[1] for _, b in run_pairs]),
-                             tf.stack([a[1] for a, _ in run_pairs])).numpy()
+            feats_prev = tf.stack([a[1] for a, _ in run_pairs])
+            feats_cur = tf.stack([b[1] for _, b in run_pairs])
+            result = flow_of(feats_cur, feats_prev).numpy()
             net_seconds += time.time() - t
+            n = min(len(run_pairs), ORDER_PAIRS - order_sums[2])  # the order check's pairs: the first ones
+            if n > 0:
+                swapped = flow_of(feats_prev[:n], feats_cur[:n]).numpy()[..., :2]
+                order_sums[0] += float(np.sum(np.square(result[:n, ..., :2] + swapped)))
+                order_sums[1] += float(np.sum(np.square(result[:n, ..., :2] - swapped)))
+                order_sums[2] += n
             for (_, b), f in zip(run_pairs, result):
                 formats.save_npy(formats.flow_file(out, b[0]), f)
                 flows[b[0]] = f
@@ -241,6 +264,15 @@ def main(argv=None):
         summary.update(scores.summary())
         for line in scores.summary_lines():
             print(line)
+    if order_sums[2]:
+        summary["order_symmetry"] = order_symmetry(*order_sums[:2])
+        print(f"OFlowNet: order check ‖f + g‖ / ‖f − g‖ = {summary['order_symmetry']:.2f} over {order_sums[2]} pairs "
+              f"(g: the flow with the two frames swapped; about 0: the flow reverses with them)")
+        if not summary["order_symmetry"] <= ORDER_WARNING:
+            print(f"warning: OFlowNet's flow hardly depends on the order of the frames "
+                  f"({summary['order_symmetry']:.2f} > {ORDER_WARNING:g}): it has learned one motion for every "
+                  f"pair instead of matching them, and KFNet's prior will be poor; train it longer "
+                  f"(docs/results.md, 'OFlowNet that does not match')")
     formats.mark_complete(out, {"oflownet": summary})
     if computed:
         print(f"{computed} frames in {seconds:.1f} s: {summary['frames_per_second']:.1f} frames/s "

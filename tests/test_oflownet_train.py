@@ -190,6 +190,16 @@ def test_test_cli_writes_one_flow_per_consecutive_pair(tiny_scene, tmp_path, cap
         assert np.all(saved[..., 2] > 0)
         np.testing.assert_allclose(saved[..., :2], flow.numpy()[n], atol=1e-4)
         np.testing.assert_allclose(saved[..., 2], 1.0 / sigma.numpy()[n, ..., 0], rtol=1e-4)
+    # The order check: the flow of every pair (22 here, under the check's 100) against the flow with
+    # its frames swapped, ‖f + g‖ / ‖f − g‖ over all their cells, with a warning above 1.5.
+    pairs = [k for k in range(len(data) - 1) if (k + 1) % 12]
+    f = net((_images(data, [k + 1 for k in pairs]), _images(data, pairs)))[0].numpy()
+    g = net((_images(data, pairs), _images(data, [k + 1 for k in pairs])))[0].numpy()
+    expected_ratio = np.linalg.norm(f + g) / np.linalg.norm(f - g)
+    summary = json.loads((out / "run.json").read_text())["summary"]["oflownet"]
+    assert summary["order_symmetry"] == pytest.approx(expected_ratio, rel=1e-3)
+    assert f"order check ‖f + g‖ / ‖f − g‖ = {expected_ratio:.2f} over 22 pairs" in printed
+    assert ("hardly depends on the order of the frames" in printed) == (expected_ratio > 1.5)
     # A second run finds every pair done and rewrites nothing.
     stamp = (out / "4_5_flow.npy").stat().st_mtime_ns
     assert cli(oflow_test.main, argv + ["--quiet"]) == 0
@@ -271,3 +281,12 @@ def test_train_bad_input(tmp_path, capsys, case, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
     assert not (tmp_path / "m").is_dir()
+
+
+def test_order_symmetry_by_hand():
+    from oflownet.test import order_symmetry
+
+    assert order_symmetry(0.0, 4.0) == 0.0  # g = −f: the flow reverses with the frames
+    assert order_symmetry(9.0, 1.0) == pytest.approx(3.0)
+    assert order_symmetry(1.0, 0.0) == float("inf")  # g = f: the same flow whatever the order
+    assert np.isnan(order_symmetry(0.0, 0.0))
