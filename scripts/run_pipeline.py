@@ -230,7 +230,7 @@ class Pipeline:
         if all(lag is not None for lag in lags.values()):
             lines.append("Lag along the motion (the position error's mean component toward the previous frame's "
                          f"camera; median step {fmt(step)} cm): " + ", ".join(
-                             f"{ROW_LABELS[name].split(' (')[0]} {lags[name]:+.2f} cm" for name in lags) + ".")
+                             f"{ROW_LABELS[name].split(' (')[0]} {lags[name]:+.2f} cm".replace("-", "−") for name in lags) + ".")
         lines.append(f"[a … b]: 95 % interval of the difference of the median pose errors (block bootstrap over "
                      f"runs of {BLOCK} test frames); where it holds 0, these test frames cannot tell the two apart.")
         text = "\n".join(table) + "\n\n" + "\n".join(lines)
