@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import losses
-from common.distribute import global_mean
+from common.distribute import global_mean, global_sum, num_replicas
 from common.filter import predict
 from oflownet.cost_volume import WINDOW
 from oflownet.losses import photometric_terms
@@ -103,6 +103,11 @@ class OFlowNetStage:
         smooth, smooth_count = losses.smoothness_terms(prior, small_cur, mask)
         hits, _ = losses.accuracy_terms(prior, batch["coords_cur"], mask)
         magnitude = tf.norm(flow, axis=-1)
+        # The order check of oflownet/test.py on the batch's two directions: about 0 when swapping
+        # the frames reverses the flow, above 1 when the network outputs one motion for every pair.
+        forward, backward = tf.split(flow, 2, axis=0)
+        order = tf.sqrt(global_sum(tf.reduce_sum(tf.square(forward + backward)))
+                        / tf.maximum(global_sum(tf.reduce_sum(tf.square(forward - backward))), 1e-12))
 
         nll = global_mean(nll, count)
         photo = global_mean(photo, photo_count)
@@ -111,7 +116,8 @@ class OFlowNetStage:
         return loss, {"nll": nll, "photometric": photo, "smoothness": smooth,
                       "accuracy": global_mean(hits, count, plus_one=False),
                       "flow_magnitude": global_mean(tf.reduce_sum(magnitude),
-                                                    tf.cast(tf.size(magnitude), tf.float32), plus_one=False)}
+                                                    tf.cast(tf.size(magnitude), tf.float32), plus_one=False),
+                      "order_symmetry": order / num_replicas()}
 
     def validation_errors(self, data, to_train_44=None, frames=None, batch_size=4):
         """{'warped_label_error', 'zero_flow_error': [n] cm} over the consecutive pairs of the first

@@ -271,7 +271,8 @@ def main(argv=None):
         if not summary["order_symmetry"] <= ORDER_WARNING:
             print(f"warning: OFlowNet's flow hardly depends on the order of the frames "
                   f"({summary['order_symmetry']:.2f} > {ORDER_WARNING:g}): it has learned one motion for every "
-                  f"pair instead of matching them, and KFNet's prior will be poor; train it longer "
+                  f"pair instead of matching them, and KFNet's prior will be poor; train it longer or on "
+                  f"pairs further apart (config max_gap) "
                   f"(docs/results.md, 'OFlowNet that does not match')")
     formats.mark_complete(out, {"oflownet": summary})
     if computed:

@@ -25,11 +25,12 @@ def parser():
 
 
 def main(argv=None):
+    from common.config import config_source
     from common.train_cli import load_validation, setup_hardware, stage_settings, validation_hook
 
     args = parser().parse_args(argv)
     quiet_tensorflow(devices=True)
-    from common.data.pipelines import consecutive_pairs, pair_dataset
+    from common.data.pipelines import frame_pairs, pair_dataset
     from common.data.scene import load_input_folder
     from common.errors import InputError
     from common.trainer import Trainer, seed_everything
@@ -38,8 +39,12 @@ def main(argv=None):
     cfg = stage_settings(args, "oflownet")
     if args.noise:
         cfg["noise"] = True
+    max_gap = cfg.get("max_gap", 1)
+    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 1:
+        raise InputError(f"max_gap in {config_source(args.scene, args.config)} must be a whole number "
+                         f"of frames, 1 or more, got {max_gap!r}")
     data = load_input_folder(args.input_folder, cfg.get("sequence_length"))
-    pairs = len(consecutive_pairs(data))
+    pairs = len(frame_pairs(data, max_gap))
     if pairs == 0:
         raise InputError(f"{args.input_folder} has no two consecutive frames of one sequence to train on")
     val = load_validation(args, cfg, data)
@@ -53,13 +58,14 @@ def main(argv=None):
                       mixed_precision=args.mixed_precision, xla=args.xla)
     stage.step = trainer.optimizer.iterations  # noise draws follow the step, also after resuming
     trainer.restore_or_init()
-    print(f"OFlowNet: {pairs} pairs (each step both directions) of {len(data)} frames {data.image_hw[1]}x"
+    gaps = "" if max_gap == 1 else f" k → k+1…{max_gap}"
+    print(f"OFlowNet: {pairs} pairs{gaps} (each step both directions) of {len(data)} frames {data.image_hw[1]}x"
           f"{data.image_hw[0]}, width {cfg['width']}, {stage.net.count_params():,} parameters, "
           f"noise {'on' if stage.noise else 'off'}, steps {trainer.step}→{cfg['max_steps']}")
 
     def make_dataset(start_step):
         return pair_dataset(data, int(cfg["batch_size"]), augment=bool(cfg["augment"]),
-                            seed=int(cfg["seed"]), start_step=start_step)
+                            seed=int(cfg["seed"]), start_step=start_step, max_gap=max_gap)
 
     return trainer.fit(make_dataset, cfg["max_steps"], summary_every=int(cfg["summary_every"]),
                        snapshot=int(cfg["snapshot"]), progress=args.progress, data=data,

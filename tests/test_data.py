@@ -152,9 +152,20 @@ def test_pipelines_shapes_and_pairs(tmp_path):
     data = load_input_folder(make_input_folder(tmp_path, frames=(3, 5)))
     b = next(iter(pipelines.frame_dataset(data, batch_size=4)))
     assert b["image"].shape == (4, 64, 80, 3) and b["coords"].shape == (4, 8, 10, 3)
-    pairs = pipelines.consecutive_pairs(data)
+    pairs = pipelines.frame_pairs(data)
     # 2 + 4 forward pairs within sequences (the stage trains each both ways); none across the boundary.
     assert pairs.tolist() == [[0, 1], [1, 2], [3, 4], [4, 5], [5, 6], [6, 7]]
+    # Gaps up to 3: by gap, then in time; sequence 0 has 3 frames, so no (k, k + 3) pair there.
+    assert pipelines.frame_pairs(data, 3).tolist() == pairs.tolist() + [[0, 2], [3, 5], [4, 6], [5, 7],
+                                                                        [3, 6], [4, 7]]
+    drawn = np.concatenate([b["indices"].numpy() for b in pipelines.pair_dataset(
+        data, batch_size=2, augment=False, max_gap=3).take(30)])
+    assert {tuple(p) for p in drawn.tolist()} == {tuple(p) for p in pipelines.frame_pairs(data, 3).tolist()}
+    # Without augmentation a pair's labels are its frames' labels: x = frame number in sequence.
+    b = next(iter(pipelines.pair_dataset(data, batch_size=1, augment=False, max_gap=3)))
+    k, k2 = b["indices"].numpy()[0]
+    assert b["coords_prev"].numpy()[0, 3, 3, 0] == k - 3 * (k >= 3)
+    assert b["coords_cur"].numpy()[0, 3, 3, 0] == k2 - 3 * (k2 >= 3)
     b = next(iter(pipelines.pair_dataset(data, batch_size=2)))
     assert b["image_prev"].shape == (2, 64, 80, 3) and b["mask_cur"].shape == (2, 8, 10, 1)
     wins = pipelines.windows(data, 4)

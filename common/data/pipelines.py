@@ -103,23 +103,27 @@ def frame_dataset(data, batch_size=4, augment=True, seed=0, start_step=0, shuffl
     return _finish(stream.map(load, num_parallel_calls=AUTOTUNE), batch_size)
 
 
-def consecutive_pairs(data):
-    """[P, 2] (k, k + 1) frame indices: every consecutive pair within a sequence, in temporal order."""
-    k = np.arange(len(data) - 1)
-    same = data.sequence_ids[1:] == data.sequence_ids[:-1]
-    return np.stack([k[same], k[same] + 1], axis=1).reshape(-1, 2)
+def frame_pairs(data, max_gap=1):
+    """[P, 2] (k, k + s) frame indices, s = 1 … max_gap: every such pair within a sequence, by gap
+    and then in temporal order (max_gap 1: the consecutive pairs)."""
+    out = []
+    for gap in range(1, int(max_gap) + 1):
+        k = np.arange(max(len(data) - gap, 0))
+        same = data.sequence_ids[gap:] == data.sequence_ids[:len(data) - gap]
+        out.append(np.stack([k[same], k[same] + gap], axis=1).reshape(-1, 2))
+    return np.concatenate(out, axis=0)
 
 
-def pair_dataset(data, batch_size=1, augment=True, seed=0, start_step=0, shuffle=True):
-    """OFlowNet: consecutive pairs (k, k + 1), one photometric change and one rotation per pair.
+def pair_dataset(data, batch_size=1, augment=True, seed=0, start_step=0, shuffle=True, max_gap=1):
+    """OFlowNet: pairs (k, k + s), s = 1 … max_gap, one photometric change and one rotation per pair.
 
     The stage trains each pair in both directions (oflownet/stage.py). Augmentation is the
     original's OFlowNet branch: brightness/contrast, then a rotation on 80 % of the pairs.
     Elements: image_prev, image_cur [B,H,W,3]; coords_prev, coords_cur [B,h,w,3];
-    mask_prev, mask_cur [B,h,w,1]; indices [B,2] (k, k + 1).
+    mask_prev, mask_cur [B,h,w,1]; indices [B,2] (k, k + s).
     """
     reader = _FrameReader(data)
-    pairs = tf.constant(consecutive_pairs(data), tf.int64)
+    pairs = tf.constant(frame_pairs(data, max_gap), tf.int64)
     stream = _element_stream(int(pairs.shape[0]), seed, start_step * batch_size, shuffle)
 
     def load(element, item):
