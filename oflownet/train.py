@@ -1,4 +1,5 @@
-"""Train OFlowNet on consecutive frame pairs, both directions per step (stage 2); scene-independent.
+"""Train OFlowNet on frame pairs of one sequence (consecutive; config max_gap: up to G apart), both
+directions per step (stage 2); scene-independent.
 
     python oflownet/train.py --input_folder IN --model_folder M [--scene S | --config F] [--noise]
 """

@@ -30,4 +30,5 @@ def test_merged_folder_keeps_frames_and_sequences_and_trains_oflownet(tiny_scene
     assert np.array_equal(load_input_folder(out).transform, np.eye(4))
     capsys.readouterr()
     assert _train(out, tmp_path / "m", 1, "--snapshot", "1") == 0
-    assert "33 pairs (each step both directions) of 36 frames" in capsys.readouterr().out
+    # 3 sequences of 12 frames, pairs up to 3 apart (the demo's max_gap): 3 × (11 + 10 + 9).
+    assert "90 pairs k → k+1…3 (each step both directions) of 36 frames" in capsys.readouterr().out

@@ -153,7 +153,10 @@ def test_training_lowers_the_loss(tiny_scene, tmp_path, capsys):
 
     data = load_input_folder(tiny_scene.train)
     assert _train(tiny_scene.train, tmp_path / "m", 1, "--snapshot", "1") == 0
-    assert "OFlowNet: 22 pairs (each step both directions) of 24 frames 80x64, width 0.25" in capsys.readouterr().out
+    # configs/tiny.yaml inherits the demo's stage 2: pairs up to 3 frames apart, 11 + 10 + 9 in each
+    # 12-frame sequence, none across the two.
+    assert ("OFlowNet: 60 pairs k → k+1…3 (each step both directions) of 24 frames 80x64, width 0.25"
+            in capsys.readouterr().out)
     first = _mean_loss(data, load_network(tmp_path / "m", data.image_hw)[0])
     assert _train(tiny_scene.train, tmp_path / "m", 30, "--snapshot", "30", "--base_lr", "1e-3",
                   "--no_augment") == 0
